@@ -1,0 +1,43 @@
+# explainbench — `make train` and `make test` are all a new user needs (both install first).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install train test test-full lint format clean help
+
+help:
+	@echo "make train     default run: an8flower single6c, small_cnn, classifier (installs first)"
+	@echo "make test      fast test suite (installs first)"
+	@echo "make test-full every test, including the slow ones"
+	@echo "make lint      ruff"
+	@echo "make clean     remove caches and outputs/ (keeps .venv)"
+
+# Re-installs only when pyproject.toml changes; the stamp makes repeated calls instant.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/python train.py $(ARGS)
+
+test: $(STAMP)
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
+test-full: $(STAMP)
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check explainbench tests scripts train.py evaluate.py
+
+format: $(STAMP)
+	$(BIN)/ruff format explainbench tests scripts train.py evaluate.py
+
+clean:
+	rm -rf outputs/ wandb/ lightning_logs/ .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -1,0 +1,131 @@
+"""One obvious way to build a backbone by name: :func:`build_backbone`.
+
+Pretrained torchvision weights come only from the local torch hub cache (this project
+never downloads); a checkpoint written by explainbench (or a plain state dict) can be
+loaded on top with ``checkpoint=<path>``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+from torchvision import models
+
+from . import torchvision_nets as tvn
+from .base import Backbone
+from .small_cnn import small_cnn
+
+# name -> (torchvision constructor, weights enum name, constructor kwargs, splitter)
+_TORCHVISION: dict[str, tuple[Callable, str, dict, Callable]] = {
+    "resnet18": (models.resnet18, "ResNet18_Weights", {}, partial(tvn.resnet, "resnet18")),
+    "resnet50": (models.resnet50, "ResNet50_Weights", {}, partial(tvn.resnet, "resnet50")),
+    "vgg16": (models.vgg16, "VGG16_Weights", {}, tvn.vgg16),
+    "vgg16_7x7": (models.vgg16, "VGG16_Weights", {}, partial(tvn.vgg16, after_pool=True)),
+    "alexnet": (models.alexnet, "AlexNet_Weights", {}, tvn.alexnet),
+    "googlenet": (
+        models.googlenet, "GoogLeNet_Weights", {"aux_logits": False, "init_weights": True}, tvn.googlenet
+    ),
+}  # fmt: skip
+
+BACKBONES: tuple[str, ...] = ("small_cnn", *_TORCHVISION)
+
+
+def build_backbone(
+    name: str,
+    num_classes: int,
+    weights: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    **kwargs,
+) -> Backbone:
+    """Build backbone ``name`` with a ``num_classes``-way head.
+
+    Args:
+        name: one of :data:`BACKBONES`.
+        num_classes: size of the classifier output; the torchvision head is replaced when it
+            differs from 1000.
+        weights: torchvision weights tag (e.g. ``"IMAGENET1K_V1"`` or ``"DEFAULT"``), loaded from
+            ``$TORCH_HOME/hub/checkpoints`` only.
+        checkpoint: a Lightning checkpoint written by explainbench (its ``backbone.*`` weights are
+            used) or a plain backbone state dict; loaded after ``weights``.
+        **kwargs: extra builder arguments (e.g. ``widths`` for ``small_cnn``).
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone '{name}'. Available: {', '.join(BACKBONES)}.")
+    if name == "small_cnn":
+        if weights:
+            raise ValueError("small_cnn has no pretrained torchvision weights: use backbone.checkpoint=<path>.")
+        backbone = small_cnn(num_classes, **kwargs)
+    else:
+        ctor, enum_name, ctor_kwargs, split = _TORCHVISION[name]
+        net = ctor(weights=None, **ctor_kwargs)
+        if weights:
+            state = _load_cached_weights(name, enum_name, weights)
+            if name == "googlenet":  # aux heads are dropped; torchvision does the same
+                state = {k: v for k, v in state.items() if not k.startswith("aux")}
+                kwargs.setdefault("transform_input", True)
+            net.load_state_dict(state)
+        backbone = split(net, num_classes, **kwargs)
+    if checkpoint is not None:
+        load_backbone_checkpoint(backbone, checkpoint)
+    return backbone
+
+
+def _load_cached_weights(name: str, enum_name: str, tag: str) -> dict[str, torch.Tensor]:
+    try:
+        weights = models.get_weight(f"{enum_name}.{tag}")
+    except (KeyError, ValueError, AttributeError) as err:
+        valid = ", ".join(w.name for w in getattr(models, enum_name)) + ", DEFAULT"
+        raise ValueError(f"Unknown weights '{tag}' for {name}. Valid: {valid}.") from err
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    path = folder / os.path.basename(weights.url)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Pretrained weights for {name} ({enum_name}.{weights.name}) are not in the local torch hub "
+            f"cache: expected the file '{path.name}' in '{folder}'. explainbench never downloads; copy "
+            f"that file (torchvision's {weights.url}) there, set TORCH_HOME to a folder that has "
+            "hub/checkpoints/ with it, or pass backbone.checkpoint=<path> instead."
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_backbone_checkpoint(backbone: Backbone, path: str | os.PathLike) -> None:
+    """Load ``path`` into ``backbone``; any missing file, unreadable file or key mismatch is one
+    error that names the file and the keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Backbone checkpoint '{path}' does not exist (backbone.checkpoint).")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing here
+        raise ValueError(f"Cannot read backbone checkpoint '{path}': {err}") from err
+    state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"Backbone checkpoint '{path}' holds no state dict (got {type(blob).__name__}).")
+    if any(k.startswith("backbone.") for k in state):  # a Lightning checkpoint of a method
+        state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    own = backbone.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong_shape:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+        details = []
+        if missing:
+            details.append(f"missing keys: {few(missing)}")
+        if unexpected:
+            details.append(f"unexpected keys: {few(unexpected)}")
+        if wrong_shape:
+            shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong_shape]
+            details.append(f"shape mismatch (checkpoint vs model): {few(shapes)}")
+        raise ValueError(
+            f"Backbone checkpoint '{path}' does not fit backbone '{backbone.name}' with "
+            f"{backbone.num_classes} classes: " + "; ".join(details)
+            + ". Check backbone=... and the data's number of classes match the run that wrote it."
+        )
+    backbone.load_state_dict(state)

@@ -1,0 +1,83 @@
+"""The Explainer contract shared by post-hoc explainers and learned methods.
+
+An explainer is a callable ``explainer(model, x, target=None) -> Explanation``.
+``model`` is anything with ``features(x) -> A [B,K,P,Q]`` and ``head(A) -> logits``
+(a :class:`~explainbench.backbones.Backbone` or an
+:class:`~explainbench.methods.base.ExplainableMethod`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class Explanation:
+    """Saliency maps for a batch plus the cost of computing them.
+
+    Attributes:
+        saliency: ``[B,1,H,W]`` float in ``[0, 1]`` at input resolution.
+        target: ``[B]`` long, the explained class of each image.
+        forward_passes: forward passes through the model per image.
+        backward_passes: backward passes through the model per image.
+        extras: optional method-specific outputs (e.g. attribute rankings).
+    """
+
+    saliency: Tensor
+    target: Tensor
+    forward_passes: float = 0.0
+    backward_passes: float = 0.0
+    extras: dict = field(default_factory=dict)
+
+
+def check_explainable(model: nn.Module) -> None:
+    """Fail clearly when ``model`` lacks the ``features``/``head`` split explainers rely on."""
+    missing = [name for name in ("features", "head") if not callable(getattr(model, name, None))]
+    if missing:
+        raise TypeError(
+            f"{type(model).__name__} has no {' / '.join(f'{m}()' for m in missing)}: explainers need a "
+            "model split into features(x) -> A [B,K,P,Q] and head(A) -> logits. Build it with "
+            "explainbench.backbones.build_backbone(...) or wrap it in an ExplainableMethod."
+        )
+
+
+def resolve_target(logits: Tensor, target: Tensor | int | None) -> Tensor:
+    """Return a ``[B]`` long target: the top-1 class when ``target`` is None.
+
+    Raises ``ValueError`` when a given class index is outside ``[0, num_classes)``.
+    """
+    num_classes = logits.shape[1]
+    if target is None:
+        return logits.argmax(dim=1)
+    target = torch.as_tensor(target, device=logits.device, dtype=torch.long)
+    if target.ndim == 0:
+        target = target.expand(logits.shape[0])
+    if target.shape != (logits.shape[0],):
+        raise ValueError(f"target must be an int or a [B]={logits.shape[0]} tensor, got shape {tuple(target.shape)}")
+    bad = (target < 0) | (target >= num_classes)
+    if bad.any():
+        raise ValueError(
+            f"target class {target[bad][0].item()} is outside the model's {num_classes} classes "
+            f"(valid: 0..{num_classes - 1})"
+        )
+    return target
+
+
+def normalize_per_image(maps: Tensor, eps: float = 1e-8) -> Tensor:
+    """Min-max normalise each ``[B,1,H,W]`` map to ``[0,1]``; a constant map becomes all zeros."""
+    flat = maps.flatten(1)
+    lo = flat.min(dim=1, keepdim=True).values
+    hi = flat.max(dim=1, keepdim=True).values
+    span = hi - lo
+    out = torch.where(span > eps, (flat - lo) / span.clamp_min(eps), torch.zeros_like(flat))
+    return out.view_as(maps)
+
+
+def upsample_to(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinearly resize ``[B,1,P,Q]`` maps to ``size`` and min-max normalise each to ``[0,1]``."""
+    if maps.shape[-2:] != tuple(size):
+        maps = nn.functional.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    return normalize_per_image(maps)

@@ -1,0 +1,138 @@
+"""``ExplainableMethod``: the LightningModule every method (classifier, L-CAM, EAT, ...) extends.
+
+A subclass implements :meth:`loss` (named loss terms plus the logits they came from) and,
+if it has a built-in explanation, :meth:`explain`. The base logs every term as
+``{stage}/loss/{term}``, the total as ``{stage}/loss`` and accuracy as ``{stage}/acc``, and
+builds the optimiser and scheduler from the ``_partial_`` configs it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..backbones import Backbone
+from ..explainers.base import Explanation
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class ExplainableMethod(L.LightningModule):
+    """Base class. ``forward(x) → logits``; ``features``/``head`` expose the explanation layer
+    so every post-hoc explainer works on any method.
+
+    Args:
+        backbone: the network split at its explanation layer.
+        optimizer: a partially-initialised optimiser (``_partial_: true``), called with the
+            trainable parameters.
+        scheduler: optional partially-initialised LR scheduler, stepped once per epoch.
+        scheduler_monitor: metric a ``ReduceLROnPlateau``-style scheduler watches.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_monitor: str = "val/loss",
+    ) -> None:
+        super().__init__()
+        # The backbone is a module (saved in the state dict); its *config* is stored with the
+        # checkpoint by train.py (see on_save_checkpoint), so hparams stay small and loggable.
+        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"], logger=False)
+        self.backbone = backbone
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.num_classes = backbone.num_classes
+        self.run_config: dict | None = None
+        acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
+        self.accuracy = nn.ModuleDict({s: acc.clone() for s in ("train_", "val_", "test_")})
+        self.mean_loss = nn.ModuleDict({s: MeanMetric() for s in ("val_", "test_")})
+        self.val_acc_best = MaxMetric()
+
+    # -- the explanation contract -------------------------------------------------------
+    def features(self, x: Tensor) -> Tensor:
+        return self.backbone.features(x)
+
+    def head(self, a: Tensor) -> Tensor:
+        return self.backbone.head(a)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.backbone(x)
+
+    def explain(self, x: Tensor, target: Tensor | int | None = None) -> Explanation:
+        raise NotImplementedError(
+            f"{type(self).__name__} has no built-in explanation: evaluate it with a post-hoc "
+            "explainer instead (e.g. explainer=gradcam)."
+        )
+
+    # -- what subclasses implement ---------------------------------------------------------
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Return ``(logits, terms)``: the logits used for accuracy and the named, already
+        weighted loss terms whose sum is minimised."""
+        raise NotImplementedError
+
+    # -- Lightning plumbing ----------------------------------------------------------------
+    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        logits, terms = self.loss(batch)
+        total = torch.stack(list(terms.values())).sum()
+        on_step = stage == "train"
+        sync = stage != "train"
+        batch_size = batch["label"].shape[0]
+        if len(terms) > 1:
+            for name, value in terms.items():
+                self.log(f"{stage}/loss/{name}", value.detach(), on_step=on_step, on_epoch=True,
+                         sync_dist=sync, batch_size=batch_size)
+        self.log(f"{stage}/loss", total.detach(), on_step=on_step, on_epoch=True, prog_bar=True,
+                 sync_dist=sync, batch_size=batch_size)
+        acc = self.accuracy[f"{stage}_"]
+        acc(logits.detach(), batch["label"])
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "train",
+                 batch_size=batch_size)
+        return total
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def on_train_start(self) -> None:
+        # Sanity-check validation would otherwise leak into the best-accuracy tracker.
+        self.val_acc_best.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.accuracy["val_"].compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise ValueError(f"{type(self).__name__} has no optimizer: set method.optimizer in the config.")
+        optimizer = self.optimizer_factory(params=self.trainable_parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": self.hparams.scheduler_monitor},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lets evaluate.py rebuild the exact backbone and method from the checkpoint alone.
+        if self.run_config is not None:
+            checkpoint["explainbench_config"] = self.run_config

@@ -1,0 +1,93 @@
+"""Training entry point: ``python train.py [overrides]`` (see conf/train.yaml).
+
+seed → instantiate data, backbone, method, callbacks, loggers, trainer → fit → test on the
+best checkpoint → ``<run_dir>/metrics.json`` + ``run_dir: <path>`` + a table of final metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from .utils.instantiate import build_method, instantiate_named
+from .utils.run import is_rank_zero, print_metrics_table, task_wrapper, to_floats, write_metrics
+
+log = logging.getLogger("explainbench")
+
+
+def check_multirun_strategy(cfg: DictConfig) -> None:
+    """``strategy=ddp`` re-launches the script per device; inside a sweep every child would
+    re-run the whole sweep. Fail before anything starts."""
+    try:
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # not under Hydra (e.g. called from a notebook)
+        multirun = False
+    strategy = cfg.trainer.get("strategy")
+    strategy = str(strategy.get("_target_", "") if isinstance(strategy, DictConfig) else strategy or "").lower()
+    if multirun and "ddp" in strategy and "spawn" not in strategy:
+        raise ValueError(
+            "A multirun (-m) cannot use strategy=ddp: each DDP child would re-run the whole sweep. "
+            "Use trainer=ddp_spawn for local sweeps, or a cluster launcher "
+            "(hydra/launcher=submitit_slurm) for multi-node sweeps."
+        )
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train and test as configured; return the flat dict of final ``val/*`` and ``test/*`` scalars."""
+    check_multirun_strategy(cfg)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = hydra.utils.instantiate(cfg.data)
+    data_name = cfg.data.get("_target_", "the data").rsplit(".", 1)[-1]
+    model = build_method(cfg, datamodule.num_classes, data_name)
+    callbacks = instantiate_named(cfg.get("callbacks"))
+    loggers = instantiate_named(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(resolved)
+
+    metrics: dict[str, Any] = {}
+    if cfg.get("train"):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics.update(trainer.callback_metrics)
+    if cfg.get("test"):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if cfg.get("train") and not best:
+            log.warning("No best checkpoint was kept: testing the last weights.")
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update(trainer.callback_metrics)
+
+    final = to_floats(metrics)
+    if is_rank_zero() and trainer.is_global_zero:
+        run_dir = cfg.paths.output_dir
+        write_metrics(run_dir, final)
+        print_metrics_table(final)
+        print(f"run_dir: {run_dir}", flush=True)
+    return final
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
+@task_wrapper
+def main(cfg: DictConfig) -> float | None:
+    metrics = run(cfg)
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise ValueError(
+            f"optimized_metric '{name}' was not logged; available: {', '.join(metrics) or 'none'}."
+        )
+    return metrics[name]
+
+
+if __name__ == "__main__":
+    main()

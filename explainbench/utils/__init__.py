@@ -1,0 +1,1 @@
+"""Small helpers only; anything that belongs to data, methods, explainers or metrics lives there."""
