@@ -35,6 +35,8 @@ class Backbone(nn.Module):
         self.feature_stride = feature_stride
         self.num_classes = num_classes
         self.name = name
+        # "torchvision:<tag>", "checkpoint:<path>" or None (random init); set by build_backbone
+        self.source: str | None = None
 
     def features(self, x: Tensor) -> Tensor:
         return self.extractor(x)

@@ -71,6 +71,8 @@ def build_backbone(
         backbone = split(net, num_classes, **kwargs)
     if checkpoint is not None:
         load_backbone_checkpoint(backbone, checkpoint)
+    # Where the weights came from; methods that explain a frozen classifier require one.
+    backbone.source = f"checkpoint:{checkpoint}" if checkpoint else (f"torchvision:{weights}" if weights else None)
     return backbone
 
 

@@ -2,5 +2,6 @@
 
 from .base import ExplainableMethod
 from .classifier import Classifier
+from .lcam import LCAM
 
-__all__ = ["Classifier", "ExplainableMethod"]
+__all__ = ["LCAM", "Classifier", "ExplainableMethod"]

@@ -56,3 +56,36 @@ def unwrap_instantiation_error(err: BaseException) -> BaseException:
     while isinstance(err, InstantiationException) and err.__cause__ is not None:
         err = err.__cause__
     return err
+
+
+def load_method_checkpoint(path: str, map_location: str = "cpu"):
+    """Rebuild a trained method from an explainbench checkpoint alone (its stored configs + weights).
+
+    Pretrained-weight and checkpoint paths of the backbone are not re-read: the state dict
+    already holds every weight.
+    """
+    import os
+
+    import torch
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Checkpoint '{path}' does not exist (ckpt_path).")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f"Cannot read checkpoint '{path}': {err}") from err
+    stored = blob.get("explainbench_config") if isinstance(blob, dict) else None
+    if not stored:
+        raise ValueError(
+            f"Checkpoint '{path}' was not written by explainbench's train.py (no explainbench_config): "
+            "use a checkpoints/*.ckpt file of a train.py run."
+        )
+    backbone_cfg = OmegaConf.create(stored["backbone"])
+    backbone_cfg.weights = None
+    backbone_cfg.checkpoint = None
+    backbone = hydra.utils.instantiate(backbone_cfg, num_classes=stored["num_classes"])
+    backbone.source = f"checkpoint:{path}"
+    method = hydra.utils.instantiate(OmegaConf.create(stored["method"]), backbone=backbone)
+    method.load_state_dict(blob["state_dict"])
+    method.run_config = stored
+    return method.eval(), stored

@@ -1,0 +1,111 @@
+"""Running explainers × metrics over batches: shared by the ExplanationMetrics callback and
+evaluate.py, so a number in a training log and in an evaluation table mean the same thing."""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..explainers.base import Explanation
+
+
+def _copy_for_autograd(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """Batches produced inside Lightning's inference mode cannot enter autograd; clones made
+    outside inference mode can."""
+    return {k: v.clone() if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+class ExplanationEvaluator:
+    """Feeds every (explainer, metric) pair batch by batch and times each explainer.
+
+    Args:
+        explainers: name → explainer callable.
+        metrics: name → metric *prototype*; each explainer gets its own deep copy.
+        mean, std: the data's normalisation (metrics un-normalise images with it).
+    """
+
+    def __init__(
+        self,
+        explainers: Mapping[str, Any],
+        metrics: Mapping[str, Any],
+        mean: Sequence[float],
+        std: Sequence[float],
+    ) -> None:
+        self.explainers = dict(explainers)
+        self.metrics: dict[str, dict[str, Any]] = {}
+        for name in self.explainers:
+            self.metrics[name] = {}
+            for metric_name, prototype in metrics.items():
+                metric = copy.deepcopy(prototype)
+                metric.mean, metric.std = tuple(mean), tuple(std)
+                self.metrics[name][metric_name] = metric
+        self.skipped: dict[str, list[str]] = {}
+        self.seconds = dict.fromkeys(self.explainers, 0.0)
+        self.images = 0
+
+    def to(self, device: torch.device) -> ExplanationEvaluator:
+        for per_explainer in self.metrics.values():
+            for metric in per_explainer.values():
+                metric.to(device)
+        return self
+
+    def reset(self) -> None:
+        for per_explainer in self.metrics.values():
+            for metric in per_explainer.values():
+                metric.reset()
+        self.seconds = dict.fromkeys(self.explainers, 0.0)
+        self.images = 0
+
+    def update(self, model: nn.Module, batch: Mapping[str, Any], target: Tensor | None = None) -> dict[str, Explanation]:
+        """Explain ``batch['image']`` with every explainer and update its metrics.
+
+        Metrics whose annotations the batch lacks are skipped, with one warning naming them.
+        Returns the explanations (for galleries).
+        """
+        with torch.inference_mode(False):
+            batch = _copy_for_autograd(batch)
+            x = batch["image"]
+            explanations = {}
+            for name, explainer in self.explainers.items():
+                if x.is_cuda:
+                    torch.cuda.synchronize(x.device)
+                start = time.perf_counter()
+                explanation = explainer(model, x, target)
+                if x.is_cuda:
+                    torch.cuda.synchronize(x.device)
+                self.seconds[name] += time.perf_counter() - start
+                explanations[name] = explanation
+                for metric_name, metric in self.metrics[name].items():
+                    missing = metric.missing_annotations(batch.keys())
+                    if missing:
+                        if metric_name not in self.skipped:
+                            self.skipped[metric_name] = missing
+                            warnings.warn(
+                                f"Skipping metric '{metric_name}': the data has no {', '.join(missing)} "
+                                "annotation.",
+                                stacklevel=2,
+                            )
+                        continue
+                    metric.update_batch(model, batch, explanation)
+        self.images += x.shape[0]
+        return explanations
+
+    def compute(self) -> dict[str, dict[str, float]]:
+        """``{explainer: {metric_key: value, 'ms_per_image': ...}}`` (DDP-synchronised metrics)."""
+        results: dict[str, dict[str, float]] = {}
+        for name, per_explainer in self.metrics.items():
+            row: dict[str, float] = {}
+            for metric_name, metric in per_explainer.items():
+                if metric_name in self.skipped:
+                    continue
+                for key, value in metric.compute().items():
+                    row[key] = float(value)
+            row["ms_per_image"] = 1000.0 * self.seconds[name] / max(self.images, 1)
+            results[name] = row
+        return results

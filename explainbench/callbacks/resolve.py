@@ -1,0 +1,58 @@
+"""Turning ``explainers`` / ``metrics`` settings (names or configs) into objects."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from ..explainers import EXPLAINERS
+
+
+def conf_dir() -> Path:
+    """The repository's ``conf/`` (PROJECT_ROOT when set by an entry point)."""
+    root = os.environ.get("PROJECT_ROOT")
+    return Path(root) / "conf" if root else Path(__file__).resolve().parents[2] / "conf"
+
+
+def _group_entry(group: str, name: str, known: Sequence[str]) -> DictConfig:
+    path = conf_dir() / group / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"Unknown {group} '{name}' (no {path}). Available: {', '.join(known)}.")
+    return OmegaConf.load(path)
+
+
+def _instantiate_entries(spec: Any, group: str, known: Sequence[str], overrides: Mapping | None) -> dict[str, Any]:
+    """``spec`` is a list of names (each read from ``conf/<group>/<name>.yaml``) or a dict
+    ``name -> config | None`` (None also means "the file's defaults"). ``overrides[name]`` is
+    merged on top (e.g. ``{"rise": {"n_masks": 1000}}``)."""
+    if isinstance(spec, str):
+        spec = [spec]
+    if isinstance(spec, (list, tuple, ListConfig)):
+        spec = {str(name): None for name in spec}
+    built: dict[str, Any] = {}
+    for name, entry in (spec or {}).items():
+        if entry is not None and not isinstance(entry, (dict, DictConfig)):
+            built[name] = entry  # already an object
+            continue
+        cfg = OmegaConf.create(entry) if entry is not None else _group_entry(group, name, known)
+        if overrides and name in overrides:
+            cfg = OmegaConf.merge(cfg, overrides[name])
+        built[name] = hydra.utils.instantiate(cfg)
+    return built
+
+
+def resolve_explainers(spec: Any, overrides: Mapping | None = None) -> dict[str, Any]:
+    return _instantiate_entries(spec, "explainer", list(EXPLAINERS), overrides)
+
+
+def resolve_metrics(spec: Any, overrides: Mapping | None = None) -> dict[str, Any]:
+    """Metric *prototypes*; callers copy one per explainer (metrics hold state)."""
+    known = sorted(p.stem for p in (conf_dir() / "metrics").glob("*.yaml") if p.stem != "default")
+    if spec is None or spec == "default":
+        spec = OmegaConf.load(conf_dir() / "metrics" / "default.yaml")
+    return _instantiate_entries(spec, "metrics", known, overrides)

@@ -1,0 +1,44 @@
+"""Running train.py / evaluate.py from tests: in-process (fast) or as a subprocess (CLI checks)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# Tiny an8flower splits: a few batches, seconds per run on 2 cores.
+TINY_DATA = ["data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=16"]
+
+
+def compose_cfg(overrides: list[str], tmp_path: Path, config_name: str = "train.yaml") -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+        cfg.paths.log_dir = str(tmp_path)
+    return cfg
+
+
+def run_cli(script: str, args: list[str], tmp_path: Path, timeout: int = 300, env: dict | None = None):
+    """``python <script> args`` in the repo root with runs under ``tmp_path``; returns the process."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1",
+                "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    cmd = [sys.executable, str(ROOT / script), *args, f"paths.log_dir={tmp_path}"]
+    return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_dirs(stdout: str) -> list[Path]:
+    return [Path(p) for p in re.findall(r"^run_dir: (.+)$", stdout, flags=re.M)]
