@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..explainers.base import Explanation
+from ..metrics.base import NoSamplesError
 
 
 def _copy_for_autograd(batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,7 +105,12 @@ class ExplanationEvaluator:
             for metric_name, metric in per_explainer.items():
                 if metric_name in self.skipped:
                     continue
-                for key, value in metric.compute().items():
+                try:
+                    values = metric.compute()
+                except NoSamplesError as err:  # e.g. every mask of the evaluated images was empty
+                    warnings.warn(f"No value for '{metric_name}' of '{name}': {err}", stacklevel=2)
+                    continue
+                for key, value in values.items():
                     row[key] = float(value)
             row["ms_per_image"] = 1000.0 * self.seconds[name] / max(self.images, 1)
             results[name] = row

@@ -20,10 +20,15 @@ def conf_dir() -> Path:
 
 
 def _group_entry(group: str, name: str, known: Sequence[str]) -> DictConfig:
+    """The config of ``conf/<group>/<name>.yaml``: either a flat ``_target_`` config or, like
+    ``conf/metrics/``, one named entry ``<name>: {_target_: ...}``."""
     path = conf_dir() / group / f"{name}.yaml"
     if not path.is_file():
         raise ValueError(f"Unknown {group} '{name}' (no {path}). Available: {', '.join(known)}.")
-    return OmegaConf.load(path)
+    cfg = OmegaConf.load(path)
+    if "_target_" not in cfg and name in cfg:
+        cfg = cfg[name]
+    return cfg
 
 
 def _instantiate_entries(spec: Any, group: str, known: Sequence[str], overrides: Mapping | None) -> dict[str, Any]:
@@ -53,6 +58,7 @@ def resolve_explainers(spec: Any, overrides: Mapping | None = None) -> dict[str,
 def resolve_metrics(spec: Any, overrides: Mapping | None = None) -> dict[str, Any]:
     """Metric *prototypes*; callers copy one per explainer (metrics hold state)."""
     known = sorted(p.stem for p in (conf_dir() / "metrics").glob("*.yaml") if p.stem != "default")
-    if spec is None or spec == "default":
-        spec = OmegaConf.load(conf_dir() / "metrics" / "default.yaml")
+    if spec is None or spec == "default":  # the names in default.yaml's defaults list
+        defaults = OmegaConf.load(conf_dir() / "metrics" / "default.yaml").get("defaults", [])
+        spec = [name for name in defaults if name != "_self_"]
     return _instantiate_entries(spec, "metrics", known, overrides)

@@ -80,7 +80,9 @@ class ExplainableMethod(L.LightningModule):
         raise NotImplementedError
 
     # -- Lightning plumbing ----------------------------------------------------------------
-    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor | None:
+        if batch["label"].numel() == 0:  # every image of the batch was unreadable and skipped
+            return None
         logits, terms = self.loss(batch)
         total = torch.stack(list(terms.values())).sum()
         on_step = stage == "train"
@@ -98,7 +100,7 @@ class ExplainableMethod(L.LightningModule):
                  batch_size=batch_size)
         return total
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         return self._shared_step(batch, "train")
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

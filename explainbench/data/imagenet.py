@@ -1,0 +1,136 @@
+"""ImageNet (ILSVRC-2012) in its official on-disk layouts.
+
+Read from ``root``::
+
+    root/train/<wnid>/*.JPEG            ImageFolder layout (class index = sorted wnid)
+    root/val/<wnid>/*.JPEG              the same for the validation set, or
+    root/ILSVRC2012_img_val/*.JPEG      the flat validation folder, with
+    <val_list>                          lines "<file name> <label>", e.g. the L-CAM paper's
+                                        fixed 2000-image evaluation subset
+    root/synset_words.txt or root/LOC_synset_mapping.txt   optional "<wnid> <names>" lines
+
+Preprocessing follows the L-CAM paper (Gkartzonika et al.): shorter side 256, then a random
+224 crop + horizontal flip for training and the centre 224 crop for evaluation.
+
+An unreadable image inside a long run is logged, skipped and counted (``dataset.skipped``)
+instead of ending the run; missing folders, list files or listed images fail at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset, default_collate
+from torchvision import transforms as T
+
+from ..utils.image import IMAGENET_MEAN, IMAGENET_STD
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+SYNSET_FILES = ("synset_words.txt", "LOC_synset_mapping.txt")
+LAYOUT = (
+    "expected root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG (ImageFolder layout), or "
+    "root/ILSVRC2012_img_val/*.JPEG with data.val_list=<file of '<file name> <label>' lines>"
+)
+
+
+def read_synsets(root: Path) -> tuple[list[str], list[str]] | None:
+    """``(wnids, names)`` from synset_words.txt / LOC_synset_mapping.txt, or None if absent."""
+    for name in SYNSET_FILES:
+        path = root / name
+        if path.is_file():
+            wnids, names = [], []
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    wnid, _, words = line.strip().partition(" ")
+                    wnids.append(wnid)
+                    names.append(words.split(",")[0].strip() or wnid)
+            return wnids, names
+    return None
+
+
+def class_folders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def folder_samples(folder: Path, wnids: Sequence[str]) -> list[tuple[Path, int]]:
+    """``(path, label)`` for ``folder/<wnid>/*`` with labels in the order of ``wnids``."""
+    index = {wnid: i for i, wnid in enumerate(wnids)}
+    samples = []
+    for wnid in class_folders(folder):
+        if wnid not in index:
+            raise ValueError(f"Class folder '{folder / wnid}' is not one of the {len(wnids)} known classes.")
+        for entry in sorted(os.scandir(folder / wnid), key=lambda e: e.name):
+            if entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                samples.append((Path(entry.path), index[wnid]))
+    return samples
+
+
+def list_samples(folder: Path, list_file: Path, num_classes: int) -> list[tuple[Path, int]]:
+    """``(path, label)`` from a "<file name> <label>" list over a flat image folder."""
+    if not list_file.is_file():
+        raise FileNotFoundError(f"ImageNet list file '{list_file}' (data.val_list) does not exist.")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"ImageNet flat validation folder '{folder}' does not exist: {LAYOUT}.")
+    samples = []
+    for number, line in enumerate(list_file.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise ValueError(f"{list_file}:{number}: expected '<file name> <label>', got '{line.strip()}'.")
+        label = int(parts[1])
+        if not 0 <= label < num_classes:
+            raise ValueError(f"{list_file}:{number}: label {label} is outside 0..{num_classes - 1}.")
+        path = folder / parts[0]
+        if not path.is_file():
+            raise FileNotFoundError(f"{list_file}:{number}: listed image '{path}' does not exist.")
+        samples.append((path, label))
+    if not samples:
+        raise ValueError(f"ImageNet list file '{list_file}' lists no images.")
+    return samples
+
+
+def imagenet_transform(train: bool, image_size: int = 224, resize: int = 256,
+                       mean=IMAGENET_MEAN, std=IMAGENET_STD) -> T.Compose:
+    crop = [T.RandomCrop(image_size), T.RandomHorizontalFlip()] if train else [T.CenterCrop(image_size)]
+    return T.Compose([T.Resize(resize), *crop, T.ToTensor(), T.Normalize(mean, std)])
+
+
+class ImageListDataset(Dataset):
+    """Images from ``(path, label)`` pairs as Batch-contract dicts; unreadable files → ``None``."""
+
+    def __init__(self, samples: Sequence[tuple[Path, int]], transform) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict | None:
+        path, label = self.samples[index]
+        try:
+            with Image.open(path) as image:
+                pixels = self.transform(image.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as err:
+            self.skipped += 1
+            log.warning("Skipping unreadable image %s (%s); %d skipped so far in this process.",
+                        path, err, self.skipped)
+            return None
+        return {"image": pixels, "label": torch.tensor(label), "index": torch.tensor(index)}
+
+
+def collate_skipping_none(batch: list[dict | None]) -> dict:
+    """Default collation without the samples a dataset could not read."""
+    kept = [sample for sample in batch if sample is not None]
+    if not kept:
+        return {"image": torch.empty(0, 3, 1, 1), "label": torch.empty(0, dtype=torch.long),
+                "index": torch.empty(0, dtype=torch.long)}
+    return default_collate(kept)
