@@ -21,6 +21,7 @@ from .callbacks.evaluator import ExplanationEvaluator
 from .callbacks.heatmap_gallery import render_gallery
 from .callbacks.resolve import resolve_explainers, resolve_metrics
 from .utils.instantiate import load_method_checkpoint
+from .utils.paths import CONF_DIR
 from .utils.run import task_wrapper, write_metrics
 from .viz import save_figure
 
@@ -126,7 +127,7 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     return results
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate.yaml")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate.yaml")
 @task_wrapper
 def main(cfg: DictConfig) -> None:
     run(cfg)

@@ -16,6 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .utils.instantiate import build_method, instantiate_named
+from .utils.paths import CONF_DIR
 from .utils.run import is_rank_zero, print_metrics_table, task_wrapper, to_floats, write_metrics
 
 log = logging.getLogger("explainbench")
@@ -51,7 +52,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_named(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    # the hydra node (present when composed by tests/notebooks) holds run-time-only interpolations
+    resolved = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+                for k, v in cfg.items() if k != "hydra"}
     for logger in trainer.loggers:
         logger.log_hyperparams(resolved)
 
@@ -75,7 +78,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     return final
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train.yaml")
 @task_wrapper
 def main(cfg: DictConfig) -> float | None:
     metrics = run(cfg)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -21,7 +22,10 @@ def options(group: str) -> list[str]:
 def compose_train(overrides: list[str]):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train.yaml", overrides=overrides, return_hydra_config=True)
+        cfg = compose("train.yaml", overrides=overrides, return_hydra_config=True)
+    # what Hydra sets when a job starts; ${hydra:runtime.output_dir} needs it to resolve
+    HydraConfig.instance().set_config(cfg)
+    return cfg
 
 
 def all_options():
@@ -32,7 +36,7 @@ def all_options():
 
 @pytest.mark.parametrize("override", list(all_options()))
 def test_every_group_option_composes(override, tmp_path):
-    cfg = compose_train([override, f"paths.log_dir={tmp_path}"])
+    cfg = compose_train([override, f"paths.log_dir={tmp_path}", f"hydra.runtime.output_dir={tmp_path}"])
     # Resolving catches typos in interpolations (${trainer.max_epochs}, ${paths.*}, ...).
     container = OmegaConf.to_container(cfg, resolve=False)
     assert container["task_name"]
@@ -52,3 +56,20 @@ def test_unknown_group_option_lists_the_valid_ones():
     with pytest.raises(MissingConfigException) as info:
         compose_train(["backbone=resnet9000"])
     assert "resnet18" in str(info.value)
+
+
+@pytest.mark.parametrize("group", ["explainer", "metrics"])
+def test_every_explainer_and_metric_config_instantiates(group):
+    """These groups are read by name (callbacks, evaluate.py): every file must build."""
+    from explainbench.callbacks.resolve import resolve_explainers, resolve_metrics
+
+    names = [n for n in options(group) if n != "default"]
+    built = (resolve_explainers if group == "explainer" else resolve_metrics)(names)
+    assert list(built) == names and all(callable(obj) or hasattr(obj, "update") for obj in built.values())
+
+
+def test_evaluate_config_composes(tmp_path):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("evaluate.yaml", overrides=["ckpt_path=x.ckpt", "data.subset=100"], return_hydra_config=True)
+    assert cfg.task_name == "evaluate" and cfg.data.subset == 100 and cfg.explainers

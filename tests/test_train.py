@@ -4,6 +4,8 @@ sweeps with W&B offline runs, DDP on CPU, and the clear errors of bad input."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,9 +25,22 @@ def test_fast_dev_run_every_backbone(backbone, tmp_path):
     assert 0.0 <= metrics["test/acc"] <= 1.0
 
 
+# methods that explain a frozen, trained classifier and so need backbone weights
+NEED_TRAINED_BACKBONE = {"lcam_fm", "lcam_img"}
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_fast_dev_run_every_method(method, tmp_path):
-    cfg = compose_cfg(["debug=fdr", f"method={method}", *TINY_DATA], tmp_path)
+    extra = []
+    if method in NEED_TRAINED_BACKBONE:
+        import torch
+
+        from explainbench.backbones import build_backbone
+
+        path = tmp_path / "classifier.pt"
+        torch.save(build_backbone("small_cnn", num_classes=6).state_dict(), path)
+        extra = [f"backbone.checkpoint={path}"]
+    cfg = compose_cfg(["debug=fdr", f"method={method}", *TINY_DATA, *extra], tmp_path)
     metrics = run(cfg)
     assert "test/loss" in metrics
 
@@ -44,7 +59,8 @@ def test_run_writes_metrics_json_and_tests_best_checkpoint(tmp_path):
 
 def test_multirun_sweep_makes_one_job_dir_and_wandb_run_each(tmp_path):
     proc = run_cli("train.py", ["-m", "method.optimizer.lr=0.01,0.001", "trainer.max_epochs=1",
-                                "logger=wandb", "callbacks.model_summary=null", *TINY_DATA], tmp_path)
+                                "logger=wandb", "callbacks.model_summary=null", "trainer.log_every_n_steps=1",
+                                *TINY_DATA], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     dirs = run_dirs(proc.stdout)
     assert len(dirs) == 2 and dirs[0] != dirs[1]
@@ -60,19 +76,12 @@ def test_multirun_sweep_makes_one_job_dir_and_wandb_run_each(tmp_path):
 
 
 def read_wandb_history(run_dir: Path) -> list[dict]:
-    """History rows of an offline W&B run, read back with wandb's own reader."""
-    from wandb.sdk.internal import datastore
-    from wandb.proto import wandb_internal_pb2
-
-    store = datastore.DataStore()
-    store.open_for_scan(str(next(run_dir.glob("*.wandb"))))
-    rows = []
-    while (data := store.scan_data()) is not None:
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(data)
-        if record.WhichOneof("record_type") == "history":
-            rows.append({item.key or "/".join(item.nested_key): item.value_json for item in record.history.item})
-    return rows
+    """History rows of an offline W&B run, read back with `wandb leet inspect --json`."""
+    wandb_cli = Path(sys.executable).with_name("wandb")
+    out = subprocess.run([str(wandb_cli), "leet", "inspect", "--json", str(run_dir)], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [r["history"]["item"] for r in records if r.get("type") == "history"]
 
 
 def test_ddp_sim_runs_two_processes_one_run_dir(tmp_path):
@@ -104,7 +113,8 @@ def test_multirun_with_ddp_fails_fast(tmp_path):
     ],
 )
 def test_bad_input_is_one_clear_error(args, needle, tmp_path):
-    proc = run_cli("train.py", [*args, *TINY_DATA, "trainer.max_epochs=1"], tmp_path, timeout=120)
+    sizes = [] if "data=an8flower_folder" in args else TINY_DATA  # the folder layout has no sizes
+    proc = run_cli("train.py", [*args, *sizes, "trainer.max_epochs=1"], tmp_path, timeout=120)
     assert proc.returncode != 0
     assert needle in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]

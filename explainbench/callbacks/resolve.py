@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,11 @@ import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..explainers import EXPLAINERS
+from ..utils.paths import CONF_DIR
 
 
 def conf_dir() -> Path:
-    """The repository's ``conf/`` (PROJECT_ROOT when set by an entry point)."""
-    root = os.environ.get("PROJECT_ROOT")
-    return Path(root) / "conf" if root else Path(__file__).resolve().parents[2] / "conf"
+    return CONF_DIR
 
 
 def _group_entry(group: str, name: str, known: Sequence[str]) -> DictConfig:

@@ -29,6 +29,7 @@ from torch.utils.data import Dataset, default_collate
 from torchvision import transforms as T
 
 from ..utils.image import IMAGENET_MEAN, IMAGENET_STD
+from .base import ExplainDataModule
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +135,58 @@ def collate_skipping_none(batch: list[dict | None]) -> dict:
         return {"image": torch.empty(0, 3, 1, 1), "label": torch.empty(0, dtype=torch.long),
                 "index": torch.empty(0, dtype=torch.long)}
     return default_collate(kept)
+
+
+class ImageNetDataModule(ExplainDataModule):
+    """ILSVRC-2012 classification (see the module docstring for the layouts).
+
+    Args:
+        root: the ImageNet folder.
+        val_list: a "<file name> <label>" list over ``root/ILSVRC2012_img_val`` (e.g. the L-CAM
+            paper's 2000 images); when given, validation and test read it instead of ``root/val``.
+        image_size, resize_size: crop size and shorter-side resize (224 / 256 in the paper).
+        **kwargs: loader settings, see :class:`ExplainDataModule`.
+
+    The test split is the validation set (ImageNet's test labels are not public).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        val_list: str | None = None,
+        image_size: int = 224,
+        resize_size: int = 256,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"ImageNet root '{self.root}' (data.root) does not exist: {LAYOUT}.")
+        self.val_list = Path(val_list) if val_list else None
+        self.image_size, self.resize_size = image_size, resize_size
+        synsets = read_synsets(self.root)
+        if synsets is not None:
+            self.wnids, self.class_names = synsets
+        else:
+            self.wnids = class_folders(self.root / "train") or class_folders(self.root / "val")
+            self.class_names = list(self.wnids)
+        if not self.wnids:
+            raise FileNotFoundError(
+                f"No ImageNet classes found under '{self.root}': {LAYOUT} (or put synset_words.txt there)."
+            )
+        self.num_classes = len(self.wnids)
+
+    def _make_dataset(self, split: str) -> ImageListDataset:
+        transform = imagenet_transform(split == "train", self.image_size, self.resize_size, self.mean, self.std)
+        if split != "train" and self.val_list is not None:
+            samples = list_samples(self.root / "ILSVRC2012_img_val", self.val_list, self.num_classes)
+        else:
+            folder = self.root / ("train" if split == "train" else "val")
+            if not folder.is_dir():
+                raise FileNotFoundError(f"ImageNet folder '{folder}' does not exist: {LAYOUT}.")
+            samples = folder_samples(folder, self.wnids)
+            if not samples:
+                raise FileNotFoundError(f"ImageNet folder '{folder}' holds no images: {LAYOUT}.")
+        return ImageListDataset(samples, transform)
+
+    collate_fn = staticmethod(collate_skipping_none)

@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..backbones import Backbone
@@ -54,7 +54,6 @@ class ExplainableMethod(L.LightningModule):
         self.run_config: dict | None = None
         acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
         self.accuracy = nn.ModuleDict({s: acc.clone() for s in ("train_", "val_", "test_")})
-        self.mean_loss = nn.ModuleDict({s: MeanMetric() for s in ("val_", "test_")})
         self.val_acc_best = MaxMetric()
 
     # -- the explanation contract -------------------------------------------------------
@@ -85,19 +84,17 @@ class ExplainableMethod(L.LightningModule):
             return None
         logits, terms = self.loss(batch)
         total = torch.stack(list(terms.values())).sum()
-        on_step = stage == "train"
-        sync = stage != "train"
-        batch_size = batch["label"].shape[0]
+        # train: per-step curves named exactly `train/loss`, `train/loss/<term>`; val/test: epoch means
+        train = stage == "train"
+        log = dict(on_step=train, on_epoch=not train, sync_dist=not train, batch_size=batch["label"].shape[0])
         if len(terms) > 1:
             for name, value in terms.items():
-                self.log(f"{stage}/loss/{name}", value.detach(), on_step=on_step, on_epoch=True,
-                         sync_dist=sync, batch_size=batch_size)
-        self.log(f"{stage}/loss", total.detach(), on_step=on_step, on_epoch=True, prog_bar=True,
-                 sync_dist=sync, batch_size=batch_size)
+                self.log(f"{stage}/loss/{name}", value.detach(), **log)
+        self.log(f"{stage}/loss", total.detach(), prog_bar=True, **log)
         acc = self.accuracy[f"{stage}_"]
         acc(logits.detach(), batch["label"])
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "train",
-                 batch_size=batch_size)
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=not train,
+                 batch_size=log["batch_size"])
         return total
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:

@@ -1,0 +1,158 @@
+"""``ExplainDataModule``: the LightningDataModule every explainbench dataset extends.
+
+A subclass describes its data in the constructor (``num_classes``, ``class_names``,
+``attribute_names``, ``annotations``, ``mean``/``std``; cheap, because ``train.py`` reads
+them to build the model before any data is loaded) and implements :meth:`_make_dataset`.
+The base owns everything the datasets share: dataloaders, worker settings, and the fixed
+random ``subset`` of the test split that ``evaluate.py`` uses
+(``data.subset=2000 data.subset_seed=0``).
+
+Every dataset yields the Batch contract of ``DESIGN.md`` per sample: ``image`` float
+``[3,H,W]`` normalised with ``mean``/``std``, ``label`` long, ``index`` long (the sample's
+index in its split, kept through ``subset``), plus the optional keys listed in
+``annotations`` (``mask``, ``part_mask``, ``bbox``, ``landmarks``, ``attributes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..utils.image import IMAGENET_MEAN, IMAGENET_STD
+
+SPLITS = ("train", "val", "test")
+OPTIONAL_KEYS = frozenset({"mask", "part_mask", "bbox", "landmarks", "attributes"})
+# which splits each Lightning stage needs (None: all of them)
+_STAGE_SPLITS = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("test",),
+    None: SPLITS,
+}
+
+
+class ExplainDataModule(L.LightningDataModule):
+    """Base DataModule: loaders, worker settings and the test ``subset``.
+
+    Args:
+        batch_size: samples per batch, for every split.
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        pin_memory: pin batches for faster host-to-GPU copies.
+        persistent_workers: keep workers alive between epochs; ``None`` means "yes whenever
+            there are workers" (it is always off with ``num_workers=0``, where DataLoader
+            rejects it).
+        subset: evaluate on a fixed random subset of this many test samples (``None``: all).
+            Larger than the test split means the whole split (with a warning).
+        subset_seed: seed of that subset, so runs compare on the same images.
+
+    Subclasses set, in ``__init__``: ``num_classes``, ``class_names``, and where they differ
+    from the defaults ``attribute_names`` (None), ``annotations`` (empty), ``mean``/``std``
+    (ImageNet), ``collate_fn`` (default collation); and implement :meth:`_make_dataset`.
+    """
+
+    num_classes: int
+    class_names: list[str]
+    attribute_names: list[str] | None = None
+    annotations: frozenset[str] = frozenset()
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    # batch collation for every loader; None is torch's default_collate. A subclass whose
+    # dataset can return None (skipped unreadable files) sets e.g.
+    # ``collate_fn = staticmethod(collate_skipping_none)``.
+    collate_fn: Callable[[list], Any] | None = None
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool | None = None,
+        subset: int | None = None,
+        subset_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        if subset is not None and subset < 1:
+            raise ValueError(
+                f"data.subset must be a positive number of test samples or null, got {subset}"
+            )
+        # Collects the subclass's constructor arguments too (Lightning walks the __init__
+        # frames). logger=False: train.py logs the whole config itself, and letting Lightning
+        # merge these with the model's hparams fails on any shared key.
+        self.save_hyperparameters(logger=False)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = bool(
+            num_workers > 0 and (persistent_workers is None or persistent_workers)
+        )
+        self.subset = subset
+        self.subset_seed = subset_seed
+        self._datasets: dict[str, Dataset] = {}
+
+    # -- what subclasses implement ------------------------------------------------------------
+    def _make_dataset(self, split: str) -> Dataset:
+        """The full dataset of ``split`` (one of ``"train"``, ``"val"``, ``"test"``)."""
+        raise NotImplementedError
+
+    # -- shared machinery ---------------------------------------------------------------------
+    def dataset(self, split: str) -> Dataset:
+        """The dataset of ``split``, built on first use; the test split is restricted to
+        ``subset``. Callbacks and ``evaluate.py`` may call this without a Trainer."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+        if split not in self._datasets:
+            dataset = self._make_dataset(split)
+            if split == "test" and self.subset is not None:
+                dataset = self._fixed_subset(dataset)
+            self._datasets[split] = dataset
+        return self._datasets[split]
+
+    def _fixed_subset(self, dataset: Dataset) -> Dataset:
+        n = len(dataset)  # type: ignore[arg-type]
+        if self.subset >= n:
+            rank_zero_warn(
+                f"data.subset={self.subset} >= test split size {n}: using the whole split"
+            )
+            return dataset
+        generator = torch.Generator().manual_seed(self.subset_seed)
+        # sorted, so the subset is read in dataset order (cheaper for file-backed datasets)
+        indices = torch.randperm(n, generator=generator)[: self.subset].sort().values
+        return Subset(dataset, indices.tolist())
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in _STAGE_SPLITS.get(stage, SPLITS):
+            self.dataset(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            drop_last=False,
+            collate_fn=self.collate_fn,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

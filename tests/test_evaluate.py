@@ -1,0 +1,107 @@
+"""evaluate.py and the ExplanationMetrics / HeatmapGallery callbacks on a tiny trained model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+
+import pytest
+import torch
+
+from explainbench.callbacks import ExplanationEvaluator
+from explainbench.callbacks.resolve import resolve_explainers, resolve_metrics
+from explainbench.train import run
+from explainbench.utils.instantiate import load_method_checkpoint
+
+from .helpers import TINY_DATA, compose_cfg, run_cli, run_dirs
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A 1-epoch classifier with the explanation callbacks on: its run dir."""
+    out = tmp_path_factory.mktemp("trained")
+    cfg = compose_cfg(["trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.model_summary=null",
+                       "+callbacks/explanation_metrics@callbacks=explanation_metrics",
+                       "+callbacks/heatmap_gallery@callbacks=heatmap_gallery",
+                       "callbacks.explanation_metrics.explainers=[gradcam,activation]",
+                       "callbacks.explanation_metrics.max_samples=20",
+                       "callbacks.heatmap_gallery.num_images=3", *TINY_DATA], out)
+    metrics = run(cfg)
+    return out, metrics
+
+
+def test_callback_logs_stage_metric_explainer(trained_run):
+    run_dir, metrics = trained_run
+    for explainer in ("gradcam", "activation"):
+        for key in ("ad@100", "ic@15", "deletion", "insertion", "iou_auc", "pointing_game", "far", "fw"):
+            assert f"test/{key}/{explainer}" in metrics, key
+    assert metrics["test/fw/activation"] == 1.0 and metrics["test/bw/activation"] == 0.0
+    assert metrics["test/bw/gradcam"] == 1.0
+    assert (run_dir / "gallery" / "test_epoch000.png").is_file()
+
+
+def test_callback_value_equals_a_direct_evaluation(trained_run):
+    """The logged AD@15 is what the evaluator computes on the same first 20 test images."""
+    run_dir, metrics = trained_run
+    model, stored = load_method_checkpoint(str(run_dir / "checkpoints" / "last.ckpt"))
+    cfg = compose_cfg(TINY_DATA, run_dir)
+    import hydra
+
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("test")
+    batch = next(iter(torch.utils.data.DataLoader(dm.dataset("test"), batch_size=20)))
+    evaluator = ExplanationEvaluator(resolve_explainers(["gradcam"]), resolve_metrics(["ad_ic"]), dm.mean, dm.std)
+    evaluator.update(model, batch)
+    row = evaluator.compute()["gradcam"]
+    # the test ran on the best checkpoint, which with one epoch is the last one
+    assert row["ad@15"] == pytest.approx(metrics["test/ad@15/gradcam"], rel=1e-4, abs=1e-4)
+
+
+def test_evaluate_cli_writes_table_csv_and_gallery(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    proc = run_cli("evaluate.py", [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+                                   "explainers=[gradcam,gradcampp,activation]", "data.subset=12",
+                                   "data.subset_seed=0", "gallery_images=2"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out,) = run_dirs(proc.stdout)
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["explainer"] for r in rows] == ["gradcam", "gradcampp", "activation"]
+    for column in ("ad@100", "ic@100", "ad@50", "ic@50", "ad@15", "ic@15", "deletion", "insertion",
+                   "iou_auc", "pointing_game", "far", "fw", "ms_per_image"):
+        assert column in rows[0], column
+    assert (out / "gallery.png").is_file() and "| explainer |" in (out / "results.md").read_text()
+    flat = json.loads((out / "metrics.json").read_text())
+    assert float(rows[0]["ad@15"]) == pytest.approx(flat["test/ad@15/gradcam"], abs=0.006)
+    # the data came from the checkpoint (an8flower, tiny sizes) with the subset on top
+    assert "12 test images" in proc.stdout
+
+
+def test_unknown_explainer_is_a_clear_error(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    proc = run_cli("evaluate.py", [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "explainers=[gradcamm]"],
+                   tmp_path)
+    assert proc.returncode != 0
+    assert "Unknown explainer 'gradcamm'" in proc.stderr and "gradcampp" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_metric_needing_a_missing_annotation_is_skipped_with_a_warning():
+    from explainbench.utils.image import IMAGENET_MEAN, IMAGENET_STD
+
+    evaluator = ExplanationEvaluator(resolve_explainers(["activation"]), resolve_metrics(["far", "passes"]),
+                                     IMAGENET_MEAN, IMAGENET_STD)
+    model = _tiny_model()
+    batch = {"image": torch.randn(2, 3, 16, 16), "label": torch.tensor([0, 1])}  # no mask
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluator.update(model, batch)
+    assert any("Skipping metric 'far'" in str(w.message) and "mask" in str(w.message) for w in caught)
+    assert evaluator.compute()["activation"] == pytest.approx({"fw": 1.0, "bw": 0.0, "ms_per_image": pytest.approx(
+        evaluator.compute()["activation"]["ms_per_image"])})
+
+
+def _tiny_model():
+    from explainbench.backbones import build_backbone
+
+    return build_backbone("small_cnn", num_classes=2, widths=(4, 8)).eval()
