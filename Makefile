@@ -30,7 +30,7 @@ test: $(STAMP)
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 test-full: $(STAMP)
-	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	WANDB_MODE=$${WANDB_MODE:-offline} EXPLAINBENCH_SLOW=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check explainbench tests scripts train.py evaluate.py
