@@ -22,8 +22,7 @@ def trained_run(tmp_path_factory):
     """A 1-epoch classifier with the explanation callbacks on: its run dir."""
     out = tmp_path_factory.mktemp("trained")
     cfg = compose_cfg(["trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.model_summary=null",
-                       "+callbacks/explanation_metrics@callbacks=explanation_metrics",
-                       "+callbacks/heatmap_gallery@callbacks=heatmap_gallery",
+                       "callbacks=explain",
                        "callbacks.explanation_metrics.explainers=[gradcam,activation]",
                        "callbacks.explanation_metrics.max_samples=20",
                        "callbacks.heatmap_gallery.num_images=3", *TINY_DATA], out)
@@ -38,7 +37,7 @@ def test_callback_logs_stage_metric_explainer(trained_run):
             assert f"test/{key}/{explainer}" in metrics, key
     assert metrics["test/fw/activation"] == 1.0 and metrics["test/bw/activation"] == 0.0
     assert metrics["test/bw/gradcam"] == 1.0
-    assert (run_dir / "gallery" / "test_epoch000.png").is_file()
+    assert (run_dir / "gallery" / "test.png").is_file()
 
 
 def test_callback_value_equals_a_direct_evaluation(trained_run):

@@ -86,7 +86,7 @@ class HeatmapGallery(Callback):
             elif isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image(key, image, global_step=step, dataformats="HWC")
         folder = Path(self.dirpath or trainer.default_root_dir) / "gallery"
-        save_figure(fig, folder / f"{stage}_epoch{step:03d}.png")
+        save_figure(fig, folder / (f"val_epoch{step:03d}.png" if stage == "val" else "test.png"))
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if batch_idx == 0 and not trainer.sanity_checking:
