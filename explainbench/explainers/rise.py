@@ -103,8 +103,7 @@ class RISE:
     """RISE (Petsiuk et al., BMVC 2018). See the module docstring for masks, masking and cost.
 
     Args:
-        n_masks: ``N``, masks per image. 4000 is the setting of the L-CAM paper (VGG-16); the
-            RISE paper uses 4000 for ResNet-50 and 6000 for VGG-16.
+        n_masks: ``N``, masks per image (4000: the L-CAM paper's VGG-16 setting).
         grid_size: ``s``, the mask grid is ``s × s`` cells.
         p: probability that a cell is kept (not masked).
         batch_size: masks rendered per chunk, which is also the number of masked images per
