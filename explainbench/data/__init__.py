@@ -1,18 +1,29 @@
 """Datasets as ``ExplainDataModule`` subclasses, all yielding the Batch contract dict.
 
 * :class:`An8FlowerDataModule` — the built-in generated ground-truth dataset (no disk);
-* :class:`An8FlowerFolderDataModule` — an8Flower in its original folder layout.
+* :class:`An8FlowerFolderDataModule` — an8Flower in its original folder layout;
+* :class:`ImageNetDataModule` — ILSVRC-2012 folders or a flat folder + list file;
+* :class:`CUBDataModule`, :class:`SUNAttributeDataModule`, :class:`AttributeFolderDataModule`
+  — the attribute datasets of the EAT paper (Aircraft-17 uses the attribute-folder layout).
 """
 
 from .an8flower import An8Flower, An8FlowerDataModule, render_sample
 from .an8flower_folder import An8FlowerFolderDataModule, export_an8flower
+from .attribute_folder import AttributeFolderDataModule
 from .base import ExplainDataModule
+from .cub import CUBDataModule
+from .imagenet import ImageNetDataModule
+from .sun_attribute import SUNAttributeDataModule
 
 __all__ = [
     "An8Flower",
     "An8FlowerDataModule",
     "An8FlowerFolderDataModule",
+    "AttributeFolderDataModule",
+    "CUBDataModule",
     "ExplainDataModule",
+    "ImageNetDataModule",
+    "SUNAttributeDataModule",
     "export_an8flower",
     "render_sample",
 ]

@@ -190,7 +190,7 @@ class An8FlowerDataModule(ExplainDataModule):
         image_size: int = 64,
         bias: float = 0.0,
         seed: int = 0,
-        train_size: int = 6000,
+        train_size: int = 4000,
         val_size: int = 1000,
         test_size: int = 1000,
         in_memory: bool = True,

@@ -180,6 +180,6 @@ def test_config_instantiates_the_module():
     # every constructor argument is a config key, so every knob can be set from the CLI
     assert set(cfg) - {"_target_"} == set(dm.hparams)
     assert cfg.image_size == 64 and cfg.bias == 0.0 and cfg.num_workers == 0
-    assert (cfg.train_size, cfg.val_size, cfg.test_size) == (6000, 1000, 1000)
+    assert (cfg.train_size, cfg.val_size, cfg.test_size) == (4000, 1000, 1000)
     batch = next(iter(dm.test_dataloader()))
     assert batch["image"].shape == (8, 3, 64, 64)
