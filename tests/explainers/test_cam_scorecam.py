@@ -72,7 +72,9 @@ def test_skipping_constant_channels_is_exact_and_saves_passes(
     images_with_skip = model.feature_images
     model.feature_images = 0
     full = ScoreCAM(weighting=weighting, skip_constant=False)(model, x)
-    torch.testing.assert_close(skip.saliency, full.saliency, atol=1e-6, rtol=0)
+    # Equal up to float rounding: the same zero image is forwarded in a batch of another size
+    # (oneDNN picks kernels by batch shape); a wrong skip moves the maps by ~1e-1.
+    torch.testing.assert_close(skip.saliency, full.saliency, atol=1e-5, rtol=0)
     assert torch.equal(skip.extras["skipped_channels"], torch.tensor([1, 1]))
     assert torch.equal(full.extras["skipped_channels"], torch.tensor([0, 0]))
     # 2 unmasked + 2x5 masked + 1 shared zero image,
