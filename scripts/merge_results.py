@@ -13,8 +13,19 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import platform
 from pathlib import Path
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def parse_source(arg: str) -> tuple[Path, dict[str, str] | None]:
@@ -48,6 +59,7 @@ def main() -> None:
     parser.add_argument("sources", nargs="+", help="RUN_DIR[:explainer=Row name,...]")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--title", default="Explanation benchmark")
+    parser.add_argument("--made-by", default="", help="how the runs were made (above the commands)")
     args = parser.parse_args()
 
     rows, commands = [], []
@@ -64,7 +76,9 @@ def main() -> None:
     lines = [f"# {args.title}", "", "| explainer | " + " | ".join(columns) + " |"]
     lines.append("|---|" + "---:|" * len(columns))
     lines += ["| " + " | ".join([row["explainer"], *(row.get(c, "") for c in columns)]) + " |" for row in rows]
-    lines += ["", f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}; made by:", ""]
+    lines += ["", f"Machine: {cpu_name()}, {os.cpu_count()} cores. Made by:", ""]
+    if args.made_by:
+        lines += [f"    {args.made_by}"]
     lines += [f"    {command}" for command in dict.fromkeys(commands)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -74,6 +74,8 @@ class An8Flower(Dataset):
             about 16 KB per 64 px image) instead of rendering on every access.
         hflip: random horizontal flip (p = 0.5, torch's global RNG) that moves masks, box and
             landmarks with the image and swaps the left/right leaf landmarks.
+        brightness: illumination jitter: the [0, 1] image is multiplied by a factor drawn
+            uniformly from ``[1 - brightness, 1]`` (torch's global RNG); 0 = off.
         mean, std: normalisation of ``image``.
     """
 
@@ -87,6 +89,7 @@ class An8Flower(Dataset):
         bias: float = 0.0,
         in_memory: bool = True,
         hflip: bool = False,
+        brightness: float = 0.0,
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
@@ -96,6 +99,9 @@ class An8Flower(Dataset):
         self.renderer = FlowerRenderer(seed, variant, image_size, bias)
         self.length = int(length)
         self.hflip = hflip
+        if not 0.0 <= brightness < 1.0:
+            raise ValueError(f"an8flower brightness must be in [0, 1), got {brightness}")
+        self.brightness = float(brightness)
         self.num_classes = self.renderer.num_classes
         self.class_names = class_names(variant)
         self.attribute_names = attribute_names()
@@ -131,8 +137,11 @@ class An8Flower(Dataset):
         else:
             data, row = self._as_tensors(np.array([i])), 0
         parts = data["parts"][row]
+        image = data["image"][row].float() / 255.0
+        if self.brightness:
+            image = image * (1.0 - self.brightness * torch.rand(()))
         sample = {
-            "image": (data["image"][row].float() / 255.0 - self._mean) / self._std,
+            "image": (image - self._mean) / self._std,
             "label": data["label"][row],
             "mask": (parts > 0).float().unsqueeze(0),
             "part_mask": (parts == data["part_id"][row]).float().unsqueeze(0),
@@ -178,6 +187,12 @@ class An8FlowerDataModule(ExplainDataModule):
         train_size, val_size, test_size: images per split.
         in_memory: render each split once on ``setup()`` (default) or on every access.
         hflip: random horizontal flip of training images.
+        brightness: illumination jitter of training images: each is dimmed by a random factor
+            in ``[1 - brightness, 1]``. On by default (0.7): the class is a hue, and explanation
+            methods that multiply the image by a soft mask (L-CAM-Img, RISE, Score-CAM, the
+            AD/IC protocol) dim it; a classifier that never saw a dim flower reads a dimmed
+            red centre as another colour, which would make those methods and metrics measure
+            brightness, not where the model looks.
         batch_size, num_workers, pin_memory, persistent_workers, subset, subset_seed: see
             :class:`~explainbench.data.base.ExplainDataModule`.
     """
@@ -195,6 +210,7 @@ class An8FlowerDataModule(ExplainDataModule):
         test_size: int = 1000,
         in_memory: bool = True,
         hflip: bool = False,
+        brightness: float = 0.7,
         batch_size: int = 64,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -224,6 +240,9 @@ class An8FlowerDataModule(ExplainDataModule):
         self.seed = int(seed)
         self.in_memory = in_memory
         self.hflip = hflip
+        if not 0.0 <= brightness < 1.0:
+            raise ValueError(f"an8flower brightness must be in [0, 1), got {brightness}")
+        self.brightness = float(brightness)
         self.num_classes = num_classes(variant)
         self.class_names = class_names(variant)
         self.attribute_names = attribute_names()
@@ -239,6 +258,7 @@ class An8FlowerDataModule(ExplainDataModule):
             bias=self.bias,
             in_memory=self.in_memory,
             hflip=self.hflip and split == "train",
+            brightness=self.brightness if split == "train" else 0.0,
             mean=self.mean,
             std=self.std,
         )

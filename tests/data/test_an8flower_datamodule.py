@@ -133,7 +133,7 @@ def test_hflip_moves_every_annotation_with_the_image():
 
 
 def test_train_flip_is_random_and_train_only():
-    dm = An8FlowerDataModule(**TINY, hflip=True)
+    dm = An8FlowerDataModule(**TINY, hflip=True, brightness=0.0)
     train, val = dm.dataset("train"), dm.dataset("val")
     assert train.hflip and not val.hflip
     torch.manual_seed(0)
@@ -145,6 +145,26 @@ def test_train_flip_is_random_and_train_only():
         for _ in range(40)
     )
     assert 8 < flipped < 32  # p = 0.5 over 40 draws
+
+
+def test_train_brightness_dims_by_one_factor_in_range_and_train_only():
+    dm = An8FlowerDataModule(**TINY, brightness=0.7)
+    train, test = dm.dataset("train"), dm.dataset("test")
+    assert train.brightness == 0.7 and test.brightness == 0.0
+    torch.manual_seed(0)
+    factors = []
+    for i in range(20):
+        raw = train._cache["image"][i].float() / 255
+        dimmed = denormalize(train[i]["image"][None], IMAGENET_MEAN, IMAGENET_STD)[0]
+        bright = raw > 0.2  # away from 0, where the ratio is ill-conditioned
+        ratio = dimmed[bright] / raw[bright]
+        # one factor for the whole image (hue is kept), inside [1 - 0.7, 1]
+        assert ratio.max() - ratio.min() < 1e-4
+        factors.append(ratio.mean().item())
+    assert 0.3 - 1e-4 <= min(factors) and max(factors) <= 1 + 1e-4
+    assert max(factors) - min(factors) > 0.3  # drawn, not fixed
+    undimmed = denormalize(test[0]["image"][None], IMAGENET_MEAN, IMAGENET_STD)[0]
+    torch.testing.assert_close(undimmed, test._cache["image"][0].float() / 255, atol=1e-5, rtol=0)
 
 
 def test_double12c_part_mask_follows_the_label():
@@ -162,6 +182,7 @@ def test_double12c_part_mask_follows_the_label():
         ({"variant": "single5c"}, "valid variants: single6c, double12c"),
         ({"image_size": 256}, r"\[32, 224\]"),
         ({"bias": -0.1}, r"\[0, 1\]"),
+        ({"brightness": 1.0}, r"brightness must be in \[0, 1\)"),
         ({"train_size": 0}, "train_size"),
         ({"subset": 0}, "subset"),
         ({"batch_size": 0}, "batch_size"),
