@@ -35,8 +35,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ..utils.image import IMAGENET_MEAN, IMAGENET_STD
-from .base import SPLITS
-from .imagenet import ImageListDataset
+from .base import SPLITS, ExplainDataModule
+from .imagenet import ImageListDataset, collate_skipping_none
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,30 @@ def flip_permutation(names: Sequence[str]) -> list[int]:
             if partner in names:
                 order[i] = list(names).index(partner)
     return order
+
+
+class AttributeDataModule(ExplainDataModule):
+    """The settings every attribute data module shares (preprocessing, attribute targets,
+    split seed), checked once here; subclasses parse their own layout."""
+
+    collate_fn = staticmethod(collate_skipping_none)
+
+    def __init__(
+        self,
+        image_size: int,
+        resize_size: int | None,
+        attribute_mode: str,
+        attribute_threshold: float,
+        split_seed: int,
+        augment: bool,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.attribute_mode = check_attribute_mode(attribute_mode, attribute_threshold)
+        self.attribute_threshold = float(attribute_threshold)
+        check_sizes(image_size, resize_size)
+        self.image_size, self.resize_size = image_size, resize_size
+        self.split_seed, self.augment = split_seed, augment
 
 
 class JointTransform:

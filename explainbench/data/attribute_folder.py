@@ -45,20 +45,19 @@ import numpy as np
 import torch
 
 from .attribute_common import (
+    AttributeDataModule,
     AttributeImageDataset,
     JointTransform,
     attribute_targets,
-    check_attribute_mode,
     check_ratios,
-    check_sizes,
     check_val_fraction,
     require_dir,
     require_file,
     require_images,
     stratified_split,
 )
-from .base import SPLITS, ExplainDataModule
-from .imagenet import class_folders, collate_skipping_none, folder_samples
+from .base import SPLITS
+from .imagenet import class_folders, folder_samples
 
 LAYOUT = (
     "expected root/images/<class>/*.jpg|png, root/attributes.csv (header 'class,<attribute>,...', "
@@ -114,7 +113,7 @@ def read_split_list(path: Path, known: dict[str, int]) -> list[int]:
     return chosen
 
 
-class AttributeFolderDataModule(ExplainDataModule):
+class AttributeFolderDataModule(AttributeDataModule):
     """Image folders + ``attributes.csv`` (module docstring: layout, attributes, splits).
 
     Args:
@@ -135,8 +134,6 @@ class AttributeFolderDataModule(ExplainDataModule):
     ``setup()``.
     """
 
-    collate_fn = staticmethod(collate_skipping_none)
-
     def __init__(
         self,
         root: str,
@@ -150,14 +147,11 @@ class AttributeFolderDataModule(ExplainDataModule):
         augment: bool = True,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
-        self.attribute_mode = check_attribute_mode(attribute_mode, attribute_threshold)
-        self.attribute_threshold = float(attribute_threshold)
-        check_sizes(image_size, resize_size)
-        self.image_size, self.resize_size = image_size, resize_size
+        super().__init__(
+            image_size, resize_size, attribute_mode, attribute_threshold, split_seed, augment, **kwargs
+        )
         self.split_ratios = check_ratios(split_ratios)
         self.val_fraction = check_val_fraction(val_fraction)
-        self.split_seed, self.augment = split_seed, augment
 
         self.root = require_dir(Path(root), "attribute-folder dataset root", LAYOUT)
         images = require_dir(self.root / "images", "image folder", LAYOUT)

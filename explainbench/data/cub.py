@@ -55,19 +55,16 @@ import torch
 from torch import Tensor
 
 from .attribute_common import (
+    AttributeDataModule,
     AttributeImageDataset,
     JointTransform,
     attribute_targets,
-    check_attribute_mode,
-    check_sizes,
     check_val_fraction,
     require_dir,
     require_file,
     require_images,
     stratified_split,
 )
-from .base import ExplainDataModule
-from .imagenet import collate_skipping_none
 
 LAYOUT = (
     "expected the official CUB_200_2011/ folder as data.root: images.txt, images/, "
@@ -190,7 +187,7 @@ def find_segmentations(root: Path) -> Path | None:
     return None
 
 
-class CUBDataModule(ExplainDataModule):
+class CUBDataModule(AttributeDataModule):
     """CUB-200-2011 for the EAT paper (module docstring: layout, attributes, splits).
 
     Args:
@@ -210,8 +207,6 @@ class CUBDataModule(ExplainDataModule):
     files are parsed on the first ``setup()``.
     """
 
-    collate_fn = staticmethod(collate_skipping_none)
-
     def __init__(
         self,
         root: str,
@@ -225,19 +220,16 @@ class CUBDataModule(ExplainDataModule):
         augment: bool = True,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
-        self.attribute_mode = check_attribute_mode(attribute_mode, attribute_threshold)
+        super().__init__(
+            image_size, resize_size, attribute_mode, attribute_threshold, split_seed, augment, **kwargs
+        )
         if attribute_source not in ATTRIBUTE_SOURCES:
             raise ValueError(
                 f"unknown data.attribute_source {attribute_source!r}; choose 'class' (the "
                 "class attribute vector) or 'image' (attributes/image_attribute_labels.txt)"
             )
-        check_sizes(image_size, resize_size)
-        self.attribute_threshold = float(attribute_threshold)
         self.attribute_source = attribute_source
-        self.image_size, self.resize_size = image_size, resize_size
         self.val_fraction = check_val_fraction(val_fraction)
-        self.split_seed, self.augment = split_seed, augment
 
         self.root = require_dir(Path(root), "CUB-200-2011 root", LAYOUT)
         for name in REQUIRED:

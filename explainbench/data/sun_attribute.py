@@ -41,18 +41,15 @@ import scipy.io
 import torch
 
 from .attribute_common import (
+    AttributeDataModule,
     AttributeImageDataset,
     JointTransform,
     attribute_targets,
-    check_attribute_mode,
     check_ratios,
-    check_sizes,
     require_dir,
     require_images,
     stratified_split,
 )
-from .base import ExplainDataModule
-from .imagenet import collate_skipping_none
 
 MAT_FILES = {
     "images.mat": "images",
@@ -113,7 +110,7 @@ def find_mat_folder(root: Path) -> Path:
     )
 
 
-class SUNAttributeDataModule(ExplainDataModule):
+class SUNAttributeDataModule(AttributeDataModule):
     """SUN Attribute for the EAT paper (module docstring: layout, classes, split).
 
     Args:
@@ -133,8 +130,6 @@ class SUNAttributeDataModule(ExplainDataModule):
     """
 
     annotations = frozenset({"attributes"})
-    collate_fn = staticmethod(collate_skipping_none)
-
     def __init__(
         self,
         root: str,
@@ -147,13 +142,10 @@ class SUNAttributeDataModule(ExplainDataModule):
         augment: bool = True,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
-        self.attribute_mode = check_attribute_mode(attribute_mode, attribute_threshold)
-        self.attribute_threshold = float(attribute_threshold)
-        check_sizes(image_size, resize_size)
-        self.image_size, self.resize_size = image_size, resize_size
+        super().__init__(
+            image_size, resize_size, attribute_mode, attribute_threshold, split_seed, augment, **kwargs
+        )
         self.split_ratios = check_ratios(split_ratios)
-        self.split_seed, self.augment = split_seed, augment
 
         self.root = require_dir(Path(root), "SUN Attribute root", LAYOUT)
         folder = find_mat_folder(self.root)
