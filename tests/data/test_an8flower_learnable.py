@@ -1,9 +1,10 @@
 """an8flower is learnable by the default small CNN on CPU (slow: ~1-2 min per variant on 2
 idle cores; run with ``pytest -m slow tests/data`` or ``EXPLAINBENCH_SLOW=1``).
 
-The same optimiser as ``conf/method/classifier.yaml`` (AdamW, lr 3e-3, cosine), default
-split sizes (6000 train / 1000 test), two epochs, a plain torch loop so only the data is
-under test.
+The settings of ``make train``: the data module's defaults (4000 train images with brightness
+jitter, 1000 test), the optimiser of ``conf/method/classifier.yaml`` (AdamW, lr 3e-3, cosine)
+and ``conf/trainer/default.yaml``'s 3 epochs, in a plain torch loop so only the data is under
+test.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from explainbench.backbones import build_backbone
-from explainbench.data.an8flower import An8Flower
+from explainbench.data.an8flower import An8Flower, An8FlowerDataModule
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +37,16 @@ def stacked(dataset: An8Flower) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize(("variant", "target"), [("single6c", 0.95), ("double12c", 0.90)])
 def test_small_cnn_learns_the_part_colour(variant, target):
     torch.manual_seed(0)
-    images, labels = stacked(An8Flower("train", variant, length=6000))
-    test_images, test_labels = stacked(An8Flower("test", variant, length=1000))
-    model = build_backbone("small_cnn", num_classes=6 if variant == "single6c" else 12)
-    epochs = 2
+    datamodule = An8FlowerDataModule(variant=variant)
+    train = datamodule.dataset("train")
+    test_images, test_labels = stacked(datamodule.dataset("test"))
+    model = build_backbone("small_cnn", num_classes=datamodule.num_classes)
+    epochs = 3
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     start = time.perf_counter()
     for _ in range(epochs):
+        images, labels = stacked(train)  # brightness jitter drawn anew each epoch
         model.train()
         for batch in torch.randperm(len(labels)).split(64):
             loss = F.cross_entropy(model(images[batch]), labels[batch])
