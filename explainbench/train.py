@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .utils.instantiate import build_method, instantiate_named
+from .utils.instantiate import DATA_INFO_KEYS, build_method, instantiate_named
 from .utils.paths import CONF_DIR
 from .utils.run import is_rank_zero, print_metrics_table, task_wrapper, to_floats, write_metrics
 
@@ -47,7 +47,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = hydra.utils.instantiate(cfg.data)
     data_name = cfg.data.get("_target_", "the data").rsplit(".", 1)[-1]
-    model = build_method(cfg, datamodule.num_classes, data_name)
+    data_info = {key: getattr(datamodule, key, None) for key in DATA_INFO_KEYS}
+    model = build_method(cfg, datamodule.num_classes, data_name, data_info)
     callbacks = instantiate_named(cfg.get("callbacks"))
     loggers = instantiate_named(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

@@ -73,3 +73,21 @@ def test_evaluate_config_composes(tmp_path):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("evaluate.yaml", overrides=["ckpt_path=x.ckpt", "data.subset=100"], return_hydra_config=True)
     assert cfg.task_name == "evaluate" and cfg.data.subset == 100 and cfg.explainers
+
+
+def test_evaluate_metrics_are_a_config_group(tmp_path):
+    """`metrics=[...]` picks files of conf/metrics, `metrics.<name>=null` drops one and
+    `metrics.<name>.<key>=...` changes one; what evaluate.py builds follows."""
+    from explainbench.callbacks.resolve import resolve_metrics
+
+    def metrics(overrides):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("evaluate.yaml", overrides=["ckpt_path=x.ckpt", *overrides])
+        return resolve_metrics(cfg.metrics)
+
+    default_names = [n for n in options("metrics") if n != "default"]
+    assert sorted(metrics([])) == sorted(default_names)
+    assert list(metrics(["metrics=[ad_ic,passes]"])) == ["ad_ic", "passes"]
+    assert "iou" not in metrics(["metrics.iou=null"]) and "far" in metrics(["metrics.iou=null"])
+    assert metrics(["metrics.deletion_insertion.n_steps=50"])["deletion_insertion"].n_steps == 50

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,20 @@ def render_gallery(
     std,
     class_names: list[str] | None = None,
 ):
-    """Explain ``batch`` with each explainer and lay the overlays out in one figure."""
+    """Explain ``batch`` with each explainer and lay the overlays out in one figure.
+
+    A model with ``gallery_extras(x) -> (texts, maps)`` (EAT: its sentence and attribute maps)
+    adds a text line under each caption and its own map columns after the explainers'.
+    """
+    texts: list[str] = []
     with torch.inference_mode(False):
         batch = _copy_for_autograd(batch)
         x = batch["image"]
         maps = {name: explainer(model, x).saliency.detach().cpu() for name, explainer in explainers.items()}
+        extras = getattr(model, "gallery_extras", None)
+        if callable(extras):
+            texts, own_maps = extras(x)
+            maps.update({name: m.detach().cpu() for name, m in own_maps.items()})
         with torch.no_grad():
             pred = model(x).argmax(1).cpu()
     label = batch["label"].cpu()
@@ -39,6 +49,8 @@ def render_gallery(
         return class_names[i] if class_names else str(i)
 
     captions = [f"y={name(int(t))}\np={name(int(p))}" for t, p in zip(label, pred, strict=True)]
+    if texts:  # wrapped narrow enough to sit beside one image row
+        captions = [c + "\n" + textwrap.fill(t, 28) for c, t in zip(captions, texts, strict=True)]
     return gallery_figure(denormalize(x.detach().cpu(), mean, std), maps, captions)
 
 

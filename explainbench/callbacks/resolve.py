@@ -31,18 +31,21 @@ def _group_entry(group: str, name: str, known: Sequence[str]) -> DictConfig:
 
 def _instantiate_entries(spec: Any, group: str, known: Sequence[str], overrides: Mapping | None) -> dict[str, Any]:
     """``spec`` is a list of names (each read from ``conf/<group>/<name>.yaml``) or a dict
-    ``name -> config | None`` (None also means "the file's defaults"). ``overrides[name]`` is
-    merged on top (e.g. ``{"rise": {"n_masks": 1000}}``)."""
+    ``name -> config`` as a composed config group gives it (an entry set to None is dropped:
+    ``metrics.iou=null`` on the command line). ``overrides[name]`` is merged on top (e.g.
+    ``{"rise": {"n_masks": 1000}}``)."""
     if isinstance(spec, str):
         spec = [spec]
     if isinstance(spec, (list, tuple, ListConfig)):
-        spec = {str(name): None for name in spec}
+        spec = {str(name): _group_entry(group, str(name), known) for name in spec}
     built: dict[str, Any] = {}
     for name, entry in (spec or {}).items():
-        if entry is not None and not isinstance(entry, (dict, DictConfig)):
+        if entry is None:
+            continue
+        if not isinstance(entry, (dict, DictConfig)):
             built[name] = entry  # already an object
             continue
-        cfg = OmegaConf.create(entry) if entry is not None else _group_entry(group, name, known)
+        cfg = OmegaConf.create(entry)
         if overrides and name in overrides:
             cfg = OmegaConf.merge(cfg, overrides[name])
         built[name] = hydra.utils.instantiate(cfg)

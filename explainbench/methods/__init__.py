@@ -2,6 +2,7 @@
 
 from .base import ExplainableMethod
 from .classifier import Classifier
+from .eat import EAT
 from .lcam import LCAM
 
-__all__ = ["LCAM", "Classifier", "ExplainableMethod"]
+__all__ = ["EAT", "LCAM", "Classifier", "ExplainableMethod"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import hydra
@@ -37,15 +38,50 @@ def build_backbone_for_data(backbone_cfg: DictConfig, num_classes: int, data_nam
     return hydra.utils.instantiate(backbone_cfg, num_classes=num_classes)
 
 
-def build_method(cfg: DictConfig, num_classes: int, data_name: str):
+# Facts about the data a method may take as constructor arguments (EAT: the attribute and
+# class names). Passed only to methods whose constructor names them, and stored with the
+# checkpoint, so evaluate.py rebuilds the method without the data.
+DATA_INFO_KEYS = ("attribute_names", "class_names")
+
+
+def method_data_info(method_cfg: DictConfig, data_info: dict[str, Any], data_name: str) -> dict[str, Any]:
+    """The entries of ``data_info`` that the method's constructor accepts.
+
+    A constructor argument without a default that the data cannot give (``None``) is an error
+    naming the data, e.g. ``method=eat`` on a dataset without attributes.
+    """
+    target = method_cfg.get("_target_")
+    if not target:
+        return {}
+    params = inspect.signature(hydra.utils.get_class(target)).parameters
+    given = {}
+    for key in DATA_INFO_KEYS:
+        if key not in params:
+            continue
+        value = data_info.get(key)
+        if value is None and params[key].default is inspect.Parameter.empty:
+            raise ValueError(
+                f"{target.rsplit('.', 1)[-1]} needs the data's {key.replace('_', ' ')}, but {data_name} "
+                f"has none. Choose a dataset that has them (attributes: data=an8flower, cub, "
+                "sun_attribute, aircraft17 or attribute_folder)."
+            )
+        if value is not None:
+            given[key] = [str(v) for v in value]
+    return given
+
+
+def build_method(cfg: DictConfig, num_classes: int, data_name: str, data_info: dict[str, Any] | None = None):
     """Backbone + method from ``cfg.backbone`` / ``cfg.method``; remembers the resolved configs
-    so checkpoints can be rebuilt by evaluate.py without the training command line."""
+    (and the data facts the method took, see :data:`DATA_INFO_KEYS`) so checkpoints can be
+    rebuilt by evaluate.py without the training command line or the data."""
+    extra = method_data_info(cfg.method, data_info or {}, data_name)
     backbone = build_backbone_for_data(cfg.backbone, num_classes, data_name)
-    method = hydra.utils.instantiate(cfg.method, backbone=backbone)
+    method = hydra.utils.instantiate(cfg.method, backbone=backbone, **extra)
     method.run_config = {
         key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("data", "backbone", "method")
     }
     method.run_config["num_classes"] = int(num_classes)
+    method.run_config["data_info"] = extra
     return method
 
 
@@ -85,7 +121,8 @@ def load_method_checkpoint(path: str, map_location: str = "cpu"):
     backbone_cfg.checkpoint = None
     backbone = hydra.utils.instantiate(backbone_cfg, num_classes=stored["num_classes"])
     backbone.source = f"checkpoint:{path}"
-    method = hydra.utils.instantiate(OmegaConf.create(stored["method"]), backbone=backbone)
+    method = hydra.utils.instantiate(OmegaConf.create(stored["method"]), backbone=backbone,
+                                     **stored.get("data_info", {}))
     method.load_state_dict(blob["state_dict"])
     method.run_config = stored
     return method.eval(), stored
