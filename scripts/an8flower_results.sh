@@ -13,18 +13,10 @@ cd "$(dirname "$0")/.."
 OUT=${1:-outputs/results}
 PY=${PY:-.venv/bin/python}
 RISE_MASKS=${RISE_MASKS:-1000}
+DOCS=${DOCS:-docs/results}  # where the tables go (DOCS=/tmp/x for a quick look)
 EVAL_ARGS=${EVAL_ARGS:-data.subset=500 data.subset_seed=0}
-export WANDB_MODE=${WANDB_MODE:-offline}
-
-train() {  # train <name> <overrides...>: skipped when its last.ckpt already exists
-  local name=$1; shift
-  [[ -f $OUT/$name/checkpoints/last.ckpt ]] || $PY train.py "$@" logger=csv hydra.run.dir="$OUT/$name"
-}
-evaluate() {  # evaluate <name> <ckpt run> <overrides...>
-  local name=$1 run=$2; shift 2
-  $PY evaluate.py ckpt_path="$OUT/$run/checkpoints/last.ckpt" hydra.run.dir="$OUT/eval_$name" \
-    +explainer_args.rise.n_masks="$RISE_MASKS" $EVAL_ARGS "$@"
-}
+EVAL_ARGS="+explainer_args.rise.n_masks=$RISE_MASKS $EVAL_ARGS"
+source scripts/results_lib.sh
 
 train classifier
 CKPT=$OUT/classifier/checkpoints/last.ckpt
@@ -38,10 +30,10 @@ for run in lcam_img lcam_fm lcam_img_ce_only; do
 done
 
 MADE_BY="bash scripts/an8flower_results.sh (trains the classifier and the three L-CAMs, then runs:)"
-$PY scripts/merge_results.py --out docs/results/an8flower_posthoc.md --made-by "$MADE_BY" \
+$PY scripts/merge_results.py --out "$DOCS/an8flower_posthoc.md" --made-by "$MADE_BY" \
   --title "Post-hoc explainers of the default small_cnn classifier, an8flower single6c test split" \
   "$OUT/eval_posthoc"
-$PY scripts/merge_results.py --out docs/results/an8flower_lcam.md --made-by "$MADE_BY" \
+$PY scripts/merge_results.py --out "$DOCS/an8flower_lcam.md" --made-by "$MADE_BY" \
   --title "L-CAM against post-hoc explainers of the same frozen small_cnn classifier, an8flower single6c test split" \
   "$OUT/eval_lcam_img:method=L-CAM-Img" "$OUT/eval_lcam_fm:method=L-CAM-Fm" \
   "$OUT/eval_lcam_img_ce_only:method=L-CAM-Img* (CE only)" \

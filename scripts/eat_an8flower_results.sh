@@ -13,16 +13,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:-outputs/results_eat}
 PY=${PY:-.venv/bin/python}
 EVAL_ARGS=${EVAL_ARGS:-data.subset=500 data.subset_seed=0}
-export WANDB_MODE=${WANDB_MODE:-offline}
-
-train() {  # train <name> <overrides...>: skipped when its last.ckpt already exists
-  local name=$1; shift
-  [[ -f $OUT/$name/checkpoints/last.ckpt ]] || $PY train.py "$@" logger=csv hydra.run.dir="$OUT/$name"
-}
-evaluate() {  # evaluate <name> <ckpt run> <overrides...>
-  local name=$1 run=$2; shift 2
-  $PY evaluate.py ckpt_path="$OUT/$run/checkpoints/last.ckpt" hydra.run.dir="$OUT/eval_$name" $EVAL_ARGS "$@"
-}
+source scripts/results_lib.sh
 
 train eat experiment=an8flower_eat
 $PY scripts/eat_an8flower_attributes.py --ckpt "$OUT/eat/checkpoints/last.ckpt" | tee "$OUT/eat_attributes.txt"

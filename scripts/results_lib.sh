@@ -1,0 +1,16 @@
+# Shared by the scripts/*_results.sh scripts (source it after setting OUT, PY and EVAL_ARGS):
+#   train <name> <overrides...>             train.py into $OUT/<name>, skipped when its last.ckpt exists
+#   evaluate <name> <ckpt run> <overrides...>  evaluate.py of $OUT/<run> into $OUT/eval_<name>
+export WANDB_MODE=${WANDB_MODE:-offline}
+
+train() {
+  local name=$1; shift
+  [[ -f $OUT/$name/checkpoints/last.ckpt ]] || $PY train.py "$@" logger=csv hydra.run.dir="$OUT/$name"
+}
+
+evaluate() {
+  local name=$1 run=$2; shift 2
+  # EVAL_ARGS is split into words on purpose: several overrides in one variable
+  # shellcheck disable=SC2086
+  $PY evaluate.py ckpt_path="$OUT/$run/checkpoints/last.ckpt" hydra.run.dir="$OUT/eval_$name" $EVAL_ARGS "$@"
+}
