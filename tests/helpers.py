@@ -42,3 +42,15 @@ def run_cli(script: str, args: list[str], tmp_path: Path, timeout: int = 300, en
 
 def run_dirs(stdout: str) -> list[Path]:
     return [Path(p) for p in re.findall(r"^run_dir: (.+)$", stdout, flags=re.M)]
+
+
+def run_unwrapped(cfg: DictConfig):
+    """``explainbench.train.run(cfg)``, raising the error a user sees rather than Hydra's
+    wrapper around errors raised inside ``_target_`` calls."""
+    from explainbench.train import run
+    from explainbench.utils.instantiate import unwrap_instantiation_error
+
+    try:
+        return run(cfg)
+    except Exception as err:
+        raise unwrap_instantiation_error(err) from None

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from explainbench.train import run
-from explainbench.utils.instantiate import load_method_checkpoint, unwrap_instantiation_error
+from explainbench.utils.instantiate import load_method_checkpoint
 
 from .data.test_attribute_folder import write_folder
 from .data.test_cub import write_cub
 from .data.test_sun_attribute import write_sun
-from .helpers import ROOT, TINY_DATA, compose_cfg, run_cli, run_dirs
+from .helpers import ROOT, TINY_DATA, compose_cfg, run_cli, run_dirs, run_unwrapped
 
 # small crops and no workers: a ResNet-50 step on CPU stays cheap; no pretrained weights here
 RESNET_FDR = ["debug=fdr", "backbone.weights=null", "data.image_size=32", "data.resize_size=36",
@@ -102,10 +102,7 @@ def test_evaluate_scores_eat_with_method_and_gradcam(eat_run, tmp_path):
 def test_attribute_count_mismatch_with_the_data_is_a_clear_error(tmp_path):
     cfg = compose_cfg(["method=eat", "method.num_attributes=312", "debug=fdr", *TINY_DATA], tmp_path)
     with pytest.raises(ValueError, match="num_attributes=312 does not match the 15 attributes"):
-        try:
-            run(cfg)
-        except Exception as err:  # hydra wraps errors raised inside _target_ calls
-            raise unwrap_instantiation_error(err) from None
+        run_unwrapped(cfg)
 
 
 def test_far_without_segmentations_is_skipped_with_a_warning(tmp_path):

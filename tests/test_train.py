@@ -13,7 +13,7 @@ import pytest
 from explainbench.backbones import BACKBONES
 from explainbench.train import run
 
-from .helpers import CONF, TINY_DATA, compose_cfg, run_cli, run_dirs
+from .helpers import CONF, TINY_DATA, compose_cfg, run_cli, run_dirs, run_unwrapped
 
 METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
 
@@ -125,12 +125,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     bad.write_bytes(b"\x00garbage")
     cfg = compose_cfg([f"backbone.checkpoint={bad}", *TINY_DATA], tmp_path)
     with pytest.raises(Exception, match="Cannot read backbone checkpoint"):
-        from explainbench.utils.instantiate import unwrap_instantiation_error
-
-        try:
-            run(cfg)
-        except Exception as err:  # hydra wraps errors raised inside _target_ calls
-            raise unwrap_instantiation_error(err) from None
+        run_unwrapped(cfg)
 
 
 def test_train_cli_prints_run_dir(tmp_path):

@@ -59,6 +59,13 @@ _FLIP_LANDMARKS = [
 ]
 
 
+def check_brightness(brightness: float) -> float:
+    """The illumination-jitter range: dimming by up to ``brightness``, never to black."""
+    if not 0.0 <= brightness < 1.0:
+        raise ValueError(f"an8flower brightness must be in [0, 1), got {brightness}")
+    return float(brightness)
+
+
 class An8Flower(Dataset):
     """One split of generated an8flower images.
 
@@ -99,9 +106,7 @@ class An8Flower(Dataset):
         self.renderer = FlowerRenderer(seed, variant, image_size, bias)
         self.length = int(length)
         self.hflip = hflip
-        if not 0.0 <= brightness < 1.0:
-            raise ValueError(f"an8flower brightness must be in [0, 1), got {brightness}")
-        self.brightness = float(brightness)
+        self.brightness = check_brightness(brightness)
         self.num_classes = self.renderer.num_classes
         self.class_names = class_names(variant)
         self.attribute_names = attribute_names()
@@ -240,9 +245,7 @@ class An8FlowerDataModule(ExplainDataModule):
         self.seed = int(seed)
         self.in_memory = in_memory
         self.hflip = hflip
-        if not 0.0 <= brightness < 1.0:
-            raise ValueError(f"an8flower brightness must be in [0, 1), got {brightness}")
-        self.brightness = float(brightness)
+        self.brightness = check_brightness(brightness)
         self.num_classes = num_classes(variant)
         self.class_names = class_names(variant)
         self.attribute_names = attribute_names()

@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Explanation, check_explainable, resolve_target, upsample_to
-from .gradcam import outside_inference_mode, to_model_device
+from .base import Explanation, features_and_target, outside_inference_mode, upsample_to
 
 _REDUCTIONS = ("mean", "max")
 
@@ -37,11 +36,8 @@ class ActivationMap:
     def __call__(
         self, model: nn.Module, x: Tensor, target: Tensor | int | None = None
     ) -> Explanation:
-        check_explainable(model)
-        x = to_model_device(model, x)
+        x, feats, target = features_and_target(model, x, target)
         with torch.inference_mode():
-            feats = model.features(x)
-            target = resolve_target(model.head(feats), target)
             if self.reduction == "mean":
                 cam = feats.mean(dim=1, keepdim=True)
             else:

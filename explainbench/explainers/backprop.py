@@ -52,8 +52,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Explanation, check_explainable, normalize_per_image, resolve_target
-from .gradcam import to_model_device
+from .base import (
+    Explanation,
+    check_explainable,
+    normalize_per_image,
+    resolve_target,
+    to_model_device,
+)
 
 RULES = ("guided", "deconvnet")
 REDUCTIONS = ("max_abs", "sum_abs", "l2")

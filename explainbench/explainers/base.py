@@ -81,3 +81,34 @@ def upsample_to(maps: Tensor, size: tuple[int, int]) -> Tensor:
     if maps.shape[-2:] != tuple(size):
         maps = nn.functional.interpolate(maps, size=size, mode="bilinear", align_corners=False)
     return normalize_per_image(maps)
+
+
+def to_model_device(model: nn.Module, x: Tensor) -> Tensor:
+    """Move ``x`` to the device of ``model``'s first parameter (where explainers run)."""
+    param = next(model.parameters(), None)
+    return x if param is None or param.device == x.device else x.to(param.device)
+
+
+def outside_inference_mode(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """Ordinary-tensor copies of inference-mode results, so callers may edit them in place.
+
+    Nothing is copied under an outer ``inference_mode``: there the caller's own tensors are
+    inference tensors too.
+    """
+    if torch.is_inference_mode_enabled():
+        return tensors
+    return tuple(t.clone() if t.is_inference() else t for t in tensors)
+
+
+def features_and_target(
+    model: nn.Module, x: Tensor, target: Tensor | int | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The start of every forward-only explainer: check the model, move ``x`` to its device,
+    compute the explanation layer ``A`` and resolve ``target`` (top-1 when None) from the same
+    pass. Returns ``(x, A, target)``, computed in inference mode."""
+    check_explainable(model)
+    x = to_model_device(model, x)
+    with torch.inference_mode():
+        feats = model.features(x)
+        target = resolve_target(model.head(feats), target)
+    return x, feats, target

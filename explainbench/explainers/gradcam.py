@@ -16,24 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Explanation, check_explainable, resolve_target, upsample_to
-
-
-def to_model_device(model: nn.Module, x: Tensor) -> Tensor:
-    """Move ``x`` to the device of ``model``'s first parameter (where explainers run)."""
-    param = next(model.parameters(), None)
-    return x if param is None or param.device == x.device else x.to(param.device)
-
-
-def outside_inference_mode(*tensors: Tensor) -> tuple[Tensor, ...]:
-    """Ordinary-tensor copies of inference-mode results, so callers may edit them in place.
-
-    Nothing is copied under an outer ``inference_mode``: there the caller's own tensors are
-    inference tensors too.
-    """
-    if torch.is_inference_mode_enabled():
-        return tensors
-    return tuple(t.clone() if t.is_inference() else t for t in tensors)
+from .base import Explanation, check_explainable, resolve_target, to_model_device, upsample_to
 
 
 def activations_and_gradients(

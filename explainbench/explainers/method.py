@@ -13,8 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import Explanation, resolve_target
-from .gradcam import to_model_device
+from .base import Explanation, resolve_target, to_model_device
 
 
 class MethodExplainer:

@@ -37,8 +37,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Explanation, check_explainable, normalize_per_image, resolve_target
-from .gradcam import outside_inference_mode, to_model_device
+from .base import (
+    Explanation,
+    check_explainable,
+    normalize_per_image,
+    outside_inference_mode,
+    resolve_target,
+    to_model_device,
+)
 
 SCORES = ("prob", "logit")
 

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Explanation, check_explainable, resolve_target, upsample_to
-from .gradcam import outside_inference_mode, to_model_device, weighted_cam
+from .base import Explanation, features_and_target, outside_inference_mode, upsample_to
+from .gradcam import weighted_cam
 
 WEIGHTINGS = ("prob_increase", "prob", "logit_softmax")
 # The mask normaliser's guard, as in the grad-cam package: masks equal theirs to the last bit.
@@ -97,11 +97,8 @@ class ScoreCAM:
     def __call__(
         self, model: nn.Module, x: Tensor, target: Tensor | int | None = None
     ) -> Explanation:
-        check_explainable(model)
-        x = to_model_device(model, x)
+        x, feats, target = features_and_target(model, x, target)
         with torch.inference_mode():
-            feats = model.features(x)
-            target = resolve_target(model.head(feats), target)
             scores, skipped, masked, baseline = self._scores(model, x, feats, target)
             weights = self._weights(scores, baseline, target)
             cam = weighted_cam(feats, weights)
