@@ -47,7 +47,11 @@ TOL = 1e-4
 SEED = 0
 # Explainers whose single call is already thousands of forwards: no warm-up call, --repeats
 # timed calls. The others get a warm-up call and at least CHEAP_REPEATS timed calls.
-EXPENSIVE = {"scorecam", "scorecam[pgc]", "scorecam[pgc,bf16]", "rise", "pgc.ScoreCAM"}
+EXPENSIVE = {"scorecam", "scorecam[pgc]", "scorecam[pgc,compile]", "scorecam[pgc,bf16]", "rise",
+             "pgc.ScoreCAM"}  # fmt: skip
+# Explainers that compile on first use: one untimed call on one image first (it compiles the
+# fixed-shape graph), its wall time reported as the compilation cost.
+COMPILED = {"scorecam[pgc,compile]"}
 CHEAP_REPEATS = 5
 
 
@@ -68,16 +72,20 @@ def ours(name: str, args: argparse.Namespace):
             weighting="logit_softmax",
             align_corners=True,
             autocast_dtype="bfloat16" if name.endswith("bf16]") else None,
+            compile=name.endswith("compile]"),
         )
     return explainer_class(name)()
 
 
 OURS = ["activation", "gradcam", "gradcampp", "gradcampp[pgc]", "scorecam", "scorecam[pgc]",
-        "scorecam[pgc,bf16]", "rise", "guided_backprop", "deconvnet", "method"]  # fmt: skip
+        "scorecam[pgc,compile]", "scorecam[pgc,bf16]", "rise", "guided_backprop", "deconvnet",
+        "method"]  # fmt: skip
 LEGEND = (
     "pgc.* = pytorch_grad_cam (the grad-cam package); rows without a prefix are "
     "explainbench with its defaults;\ngradcampp[pgc] = GradCAMPlusPlus(eps=1e-6); "
     "scorecam[pgc] = ScoreCAM(weighting='logit_softmax', align_corners=True);\n"
+    "scorecam[pgc,compile] = the same with compile=True (torch.compile; its compilation\n"
+    "  is one untimed call, reported below; its peak memory includes the compiler's);\n"
     "scorecam[pgc,bf16] = the same with autocast_dtype='bfloat16' (fast, not exact)"
 )
 REFERENCE = ["pgc.GradCAM", "pgc.GradCAMPlusPlus", "pgc.ScoreCAM"]
@@ -86,6 +94,7 @@ PAIRS = [
     ("gradcam", "pgc.GradCAM", "GradCAM", 1.0, True),
     ("gradcampp[pgc]", "pgc.GradCAMPlusPlus", "GradCAM++", None, True),
     ("scorecam[pgc]", "pgc.ScoreCAM", "ScoreCAM", 2.0, True),
+    ("scorecam[pgc,compile]", "pgc.ScoreCAM", "ScoreCAM, compiled", 2.0, True),
     ("scorecam[pgc,bf16]", "pgc.ScoreCAM", "ScoreCAM, bf16 autocast", None, False),
 ]
 
@@ -151,6 +160,11 @@ def worker(name: str, args: argparse.Namespace, conn) -> None:
         expensive = name in EXPENSIVE
         if not expensive:
             call()
+        warmup = None
+        if name in COMPILED:
+            start = time.perf_counter()
+            explainer(model, x[:1], target[:1])
+            warmup = time.perf_counter() - start
         times, cpu_times = [], []
         for _ in range(args.repeats if expensive else max(args.repeats, CHEAP_REPEATS)):
             sync()
@@ -174,6 +188,7 @@ def worker(name: str, args: argparse.Namespace, conn) -> None:
                 "cpu_ms": 1000 * min(cpu_times) / args.batch,
                 "peak": peak,
                 "passes": passes,
+                "warmup": warmup,
                 "saliency": saliency.detach().float().cpu().numpy()[:, 0],
             }
         )
@@ -274,6 +289,9 @@ def main() -> None:
         )
 
     print(LEGEND)
+    for name, res in results.items():
+        if res.get("warmup") is not None:
+            print(f"{name}: first call (one image, compiles): {res['warmup']:.1f} s")
     print(f"\nagreement with pytorch_grad_cam (max |diff| of the [0,1] maps, tolerance {TOL:g}):")
     for mine, ref, _, _, exact in PAIRS:
         a, b = results.get(mine, {}), results.get(ref, {})
