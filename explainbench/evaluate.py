@@ -116,6 +116,7 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     results = evaluator.compute()
 
     run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)  # paths.output_dir may be overridden to a new folder
     command = "python evaluate.py " + " ".join(HydraConfig.get().overrides.task)
     write_results(run_dir, results, command)
     if gallery is not None and cfg.gallery_images:

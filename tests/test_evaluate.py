@@ -76,6 +76,17 @@ def test_evaluate_cli_writes_table_csv_and_gallery(trained_run, tmp_path):
     assert "12 test images" in proc.stdout
 
 
+def test_evaluate_writes_into_an_overridden_output_dir_that_does_not_exist(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    target = tmp_path / "mine" / "eval"
+    proc = run_cli("evaluate.py", [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+                                   "explainers=[activation]", "data.subset=4", "gallery_images=0",
+                                   f"paths.output_dir={target}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert run_dirs(proc.stdout) == [target]
+    assert [r["explainer"] for r in csv.DictReader(open(target / "results.csv"))] == ["activation"]
+
+
 def test_unknown_explainer_is_a_clear_error(trained_run, tmp_path):
     run_dir, _ = trained_run
     proc = run_cli("evaluate.py", [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "explainers=[gradcamm]"],
