@@ -130,6 +130,7 @@ class SUNAttributeDataModule(AttributeDataModule):
     """
 
     annotations = frozenset({"attributes"})
+
     def __init__(
         self,
         root: str,
