@@ -83,6 +83,18 @@ def upsample_to(maps: Tensor, size: tuple[int, int]) -> Tensor:
     return normalize_per_image(maps)
 
 
+def masked_input_buffer(x: Tensor, rows: int, channels_last: bool) -> Tensor:
+    """The reused ``[rows, C, H, W]`` input buffer of the masking explainers (Score-CAM, RISE).
+
+    Zeros, not empty: a compiled forward always reads all ``rows``, including those a short
+    last chunk leaves unwritten. Channels-last makes oneDNN's and tensor cores' convolutions
+    faster; the model itself is not touched.
+    """
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    buffer = torch.zeros((rows, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    return buffer.contiguous(memory_format=layout)
+
+
 def to_model_device(model: nn.Module, x: Tensor) -> Tensor:
     """Move ``x`` to the device of ``model``'s first parameter (where explainers run)."""
     param = next(model.parameters(), None)

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from .base import (
     Explanation,
     check_explainable,
+    masked_input_buffer,
     normalize_per_image,
     outside_inference_mode,
     resolve_target,
@@ -186,11 +187,8 @@ class RISE:
                 target = resolve_target(model.head(model.features(x)), None)
             resolved = extra_forward
             raw = x.new_zeros(batch, size[0] * size[1])
-            layout = torch.channels_last if self.channels_last else torch.contiguous_format
             chunk = min(self.batch_size, self.n_masks)
-            # Zeros, not empty: a compiled forward also reads the rows a short last chunk leaves.
-            buffer = torch.zeros((chunk, *x.shape[1:]), dtype=x.dtype, device=x.device)
-            buffer = buffer.contiguous(memory_format=layout)
+            buffer = masked_input_buffer(x, chunk, self.channels_last)
             for masks in self.mask_chunks(size, x.device, x.dtype):
                 n = masks.shape[0]
                 scores = x.new_empty(batch, n)

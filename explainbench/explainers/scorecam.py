@@ -34,7 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Explanation, features_and_target, outside_inference_mode, upsample_to
+from .base import (
+    Explanation,
+    features_and_target,
+    masked_input_buffer,
+    outside_inference_mode,
+    upsample_to,
+)
 from .compiled import CompiledLogits
 from .gradcam import weighted_cam
 
@@ -104,7 +110,6 @@ class ScoreCAM:
         self.autocast_dtype = autocast_dtype
         if compile and autocast_dtype is not None:
             raise ValueError("compile and autocast_dtype can't be combined: pick one")
-        self.compile = compile
         self._compiled = CompiledLogits() if compile else None
 
     def __call__(
@@ -129,7 +134,7 @@ class ScoreCAM:
         if self.batch_size is not None:
             return self.batch_size
         if device.type == "cpu":
-            return 8 if self.compile else 16
+            return 8 if self._compiled else 16
         return 32
 
     def _forward(self, model: nn.Module, x: Tensor) -> Tensor:
@@ -180,9 +185,7 @@ class ScoreCAM:
         # `count` still hold the previous chunk's images, and their logits are dropped.
         size_wanted = self.chunk_size(x.device)
         chunk = size_wanted if self._compiled else min(size_wanted, len(pairs))
-        layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        buffer = torch.zeros((chunk, *x.shape[1:]), dtype=x.dtype, device=x.device)
-        buffer = buffer.contiguous(memory_format=layout)
+        buffer = masked_input_buffer(x, chunk, self.channels_last)
         size = x.shape[-2:]
         for start in range(0, len(pairs), chunk):
             image, channel = pairs[start : start + chunk].unbind(1)
