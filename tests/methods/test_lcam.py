@@ -21,7 +21,9 @@ def trained_backbone(num_classes: int = 4):
 
 
 def make_lcam(variant: str = "img", **kwargs) -> LCAM:
-    return LCAM(trained_backbone(), variant=variant, optimizer=partial(torch.optim.SGD, lr=0.1), **kwargs)
+    return LCAM(
+        trained_backbone(), variant=variant, optimizer=partial(torch.optim.SGD, lr=0.1), **kwargs
+    )
 
 
 def test_total_variation_by_hand():
@@ -59,7 +61,9 @@ def test_class_maps_equal_the_full_1x1_conv_row():
     a = torch.randn(3, model.backbone.feature_channels, 4, 4)
     target = torch.tensor([2, 0, 3])
     full = model.attention(a)
-    torch.testing.assert_close(model.class_maps(a, target), full[torch.arange(3), target].unsqueeze(1))
+    torch.testing.assert_close(
+        model.class_maps(a, target), full[torch.arange(3), target].unsqueeze(1)
+    )
 
 
 @pytest.mark.parametrize("variant", ["fm", "img"])
@@ -82,8 +86,12 @@ def test_training_step_leaves_the_classifier_bit_identical(variant):
 def test_explain_is_one_forward_pass_and_no_backward():
     model = make_lcam().eval()
     calls = {"extractor": 0, "classifier": 0}
-    model.backbone.extractor.register_forward_hook(lambda *_: calls.__setitem__("extractor", calls["extractor"] + 1))
-    model.backbone.classifier.register_forward_hook(lambda *_: calls.__setitem__("classifier", calls["classifier"] + 1))
+    model.backbone.extractor.register_forward_hook(
+        lambda *_: calls.__setitem__("extractor", calls["extractor"] + 1)
+    )
+    model.backbone.classifier.register_forward_hook(
+        lambda *_: calls.__setitem__("classifier", calls["classifier"] + 1)
+    )
     x = torch.randn(2, 3, 32, 32, requires_grad=True)
     explanation = model.explain(x)
     assert calls == {"extractor": 1, "classifier": 1}
@@ -100,19 +108,51 @@ def test_explain_is_one_forward_pass_and_no_backward():
         model.explain(x, target=7)
 
 
+def test_explain_is_the_min_max_normalised_upsampled_class_map():
+    """θ(ζ(L^(c))): the class map of the 1x1 attention, min-max normalised per image to [0, 1],
+    then bilinearly upsampled; not the raw sigmoid that the loss uses (IoU, FAR and AD/IC read
+    the values)."""
+    model = make_lcam().eval()
+    torch.manual_seed(1)
+    x = torch.randn(3, 3, 32, 32)
+    target = torch.tensor([0, 2, 3])
+    with torch.no_grad():
+        a = model.backbone.features(x)
+        w, b = model.attention.weight[:, :, 0, 0], model.attention.bias  # [R,K], [R]
+        maps = torch.einsum("bkpq,bk->bpq", a, w[target]) + b[target].view(-1, 1, 1)
+        lo = maps.amin(dim=(1, 2), keepdim=True)
+        hi = maps.amax(dim=(1, 2), keepdim=True)
+        expected = torch.nn.functional.interpolate(
+            ((maps - lo) / (hi - lo)).unsqueeze(1),
+            size=(32, 32),
+            mode="bilinear",
+            align_corners=False,
+        )
+    saliency = model.explain(x, target=target).saliency
+    assert torch.allclose(saliency, expected, atol=1e-5)
+    # each map spans [0, 1] before upsampling: the corners of an upsampled map keep their values
+    assert saliency.amax(dim=(1, 2, 3)).min() > 0.9 and saliency.amin(dim=(1, 2, 3)).max() < 0.1
+
+
 def test_img_variant_masks_pixels_to_black():
     model = make_lcam("img").eval()
     seen = {}
-    model.backbone.extractor.register_forward_pre_hook(lambda _m, args: seen.__setitem__("x", args[0].detach()))
+    model.backbone.extractor.register_forward_pre_hook(
+        lambda _m, args: seen.__setitem__("x", args[0].detach())
+    )
     x = torch.randn(1, 3, 32, 32)
     s = torch.ones(1, 1, 4, 4)
-    s[..., :, :2] = 0.0  # left half of the map off → left half of the image (beyond the blend) black
+    s[..., :, :2] = (
+        0.0  # left half of the map off → left half of the image (beyond the blend) black
+    )
     with torch.no_grad():
         a = model.backbone.features(x)
         model.masked_logits(x, a, s)
     pixels = denormalize(seen["x"], IMAGENET_MEAN, IMAGENET_STD)
     assert pixels[..., :, :12].abs().max() < 1e-5  # bilinear blend only touches columns 12-19
-    torch.testing.assert_close(pixels[..., :, 20:], denormalize(x, IMAGENET_MEAN, IMAGENET_STD)[..., :, 20:])
+    torch.testing.assert_close(
+        pixels[..., :, 20:], denormalize(x, IMAGENET_MEAN, IMAGENET_STD)[..., :, 20:]
+    )
 
 
 def test_untrained_backbone_is_refused():

@@ -43,6 +43,20 @@ def test_far_hand_values_and_edge_cases():
     assert capped.compute()["far"].item() == pytest.approx(3.0)
 
 
+def test_far_divides_by_both_mask_areas():
+    # M = one column of a 4x4 image (4 pixels in, 12 out): unequal areas, so FAR without the
+    # division by Σ M and Σ (1 − M) would be 4/12 = 1/3 for the uniform map, not 1.
+    column = torch.zeros(4, 4)
+    column[:, 1] = 1
+    uniform = torch.full((4, 4), 0.5)
+    peaked = torch.where(column.bool(), 0.9, 0.1)  # PI_in = 0.9, PI_out = 0.1 -> FAR 9
+    far, valid = ForegroundAttentionRate.per_image(
+        torch.stack([uniform, peaked]).unsqueeze(1), column.expand(2, 1, 4, 4)
+    )
+    assert valid.all()
+    assert far.tolist() == pytest.approx([1.0, 9.0])
+
+
 def test_far_part_mask_key_and_resized_map():
     metric = ForegroundAttentionRate(mask_key="part_mask")
     assert metric.missing_annotations({"image", "label", "mask"}) == ["part_mask"]
