@@ -15,6 +15,16 @@ Loss: λ1·TV(S) + λ2·AV(S) + λ3·CE(y, u) with TV(S) = Σ_{p,q} (s_{p,q}−s
 (s_{p,q}−s_{p+1,q})² per image and AV(S) = mean(S^λ4); during training y is f's own top-1
 ("model truth"). The explanation of any class c is θ(ζ(L^(c))) (min-max, then upsample): one
 forward pass, no backward.
+
+Paper, not the authors' code. Where the two differ, this module follows the paper's Eqs. (6)-(8),
+because the paper is what readers compare against and its λ values were tuned for those terms:
+
+* TV: the paper's Σ of squared horizontal and vertical differences. The code halves it and adds a
+  0.3-weighted border term (differences against a zero frame).
+* AV: the paper's mean(S^λ4). The code uses mean((S + 5e-4)^0.3); here a clamp at 1e-30 only
+  keeps the gradient finite (the value moves by at most 1e-9 per pixel).
+* Maps: each image's own target map (B maps per batch), as Eq. (6) reads. The code's training
+  script builds N×N maps (every image's map for every label in the batch), N times the work.
 """
 
 from __future__ import annotations

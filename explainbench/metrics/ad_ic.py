@@ -56,8 +56,9 @@ class AverageDropIncrease(ExplanationMetric):
         fractions: kept fractions ν in (0, 1]; keys ``ad@{100ν}``/``ic@{100ν}`` (``ad@15``, ...).
         binary: kept pixels get mask value 1 instead of their saliency.
         baseline: what removed pixels become: ``"black"`` (default), ``"white"``, ``"mean"`` (the
-            dataset mean colour — what the L-CAM reference code does by multiplying the normalised
-            tensor), ``"blur"``, or an RGB triple in ``[0, 1]``. Blend: x·m + b·(1−m).
+            dataset mean colour, what masking a *normalised* tensor amounts to), ``"blur"``, or
+            an RGB triple in ``[0, 1]``. The L-CAM reference code multiplies images its loader
+            did not normalise, so its removed pixels are black in ``[0, 1]`` space: the default. Blend: x·m + b·(1−m).
         mean, std: the normalisation of the batch images.
 
     Edge cases:

@@ -73,8 +73,9 @@ def baseline_pixels(
 ) -> Tensor:
     """The image removed pixels turn into, in ``[0,1]`` pixel space, shaped like ``pixels``.
 
-    ``"black"`` = 0, ``"white"`` = 1, ``"mean"`` = the dataset mean colour (which is what
-    multiplying the *normalised* tensor by a mask does — the L-CAM / RISE reference code), ``"blur"``
+    ``"black"`` = 0, ``"white"`` = 1, ``"mean"`` = the dataset mean colour (what
+    multiplying a *normalised* tensor by a mask amounts to; the L-CAM reference code masks
+    un-normalised images, i.e. ``"black"``), ``"blur"``
     = :func:`gaussian_blur` of the image, or an explicit ``(r, g, b)`` colour in ``[0, 1]``.
     """
     if spec == "blur":
