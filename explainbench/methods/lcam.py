@@ -20,7 +20,7 @@ Paper, not the authors' code. Where the two differ, this module follows the pape
 because the paper is what readers compare against and its λ values were tuned for those terms:
 
 * TV: the paper's Σ of squared horizontal and vertical differences. The code halves it and adds a
-  0.3-weighted border term (differences against a zero frame).
+  0.3-weighted border term.
 * AV: the paper's mean(S^λ4). The code uses mean((S + 5e-4)^0.3); here a clamp at 1e-30 only
   keeps the gradient finite (the value moves by at most 1e-9 per pixel).
 * Maps: each image's own target map (B maps per batch), as Eq. (6) reads. The code's training
