@@ -12,12 +12,16 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from .instantiate import unwrap_instantiation_error
 from .wandb import finish_wandb
 
 log = logging.getLogger("explainbench")
+
+# 128 + SIGTERM: how a shell reports a process ended by SIGTERM
+SIGTERM_EXIT_CODE = 143
 
 
 def to_floats(metrics: Mapping[str, Any], prefixes: tuple[str, ...] = ("val/", "test/")) -> dict[str, float]:
@@ -69,6 +73,12 @@ def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], An
     def wrapped(cfg: DictConfig) -> Any:
         try:
             result = task(cfg)
+        except SIGTERMException:
+            # Lightning's "stop now" after a SIGTERM is a SystemExit with code 0; a pre-empted run
+            # must not look finished. SigtermCheckpoint has saved it and printed how to resume.
+            finish_wandb(exit_code=SIGTERM_EXIT_CODE)
+            print("Error: interrupted by SIGTERM", file=sys.stderr)
+            sys.exit(SIGTERM_EXIT_CODE)
         except Exception as err:
             finish_wandb(exit_code=1)
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
