@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from explainbench.callbacks.checkpoint import ModelCheckpoint
 from explainbench.train import run
 
 from .helpers import ROOT, TINY_DATA, compose_cfg, run_dirs
@@ -72,10 +73,10 @@ def test_sigterm_exits_143_with_a_checkpoint_and_the_resume_command(tmp_path):
 def test_last_ckpt_is_the_latest_epoch_when_val_acc_stops_improving(tmp_path):
     # lr=0: the weights, and so val/acc, never change; only the first epoch is a "best"
     run(
-        compose_cfg(["trainer.max_epochs=3", "method.optimizer.lr=0.0", *CPU, *TINY_DATA], tmp_path)
+        compose_cfg(["trainer.max_epochs=2", "method.optimizer.lr=0.0", *CPU, *TINY_DATA], tmp_path)
     )
     last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
-    assert (last["epoch"], last["global_step"]) == (2, 3 * STEPS_PER_EPOCH)
+    assert (last["epoch"], last["global_step"]) == (1, 2 * STEPS_PER_EPOCH)
     assert [p.name for p in (tmp_path / "checkpoints").glob("epoch_*.ckpt")] == ["epoch_000.ckpt"]
 
 
@@ -84,9 +85,16 @@ def test_last_ckpt_is_the_latest_epoch_when_val_acc_stops_improving(tmp_path):
 RESUME = ["trainer.max_epochs=2", "method.optimizer.lr=0.3", "seed=1", *CPU, *TINY_DATA]
 
 
-def test_resume_from_an_end_of_epoch_checkpoint_writes_the_same_metrics(tmp_path):
-    run(compose_cfg(RESUME, tmp_path / "full"))
-    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The run dir of the RESUME configuration trained without interruption."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    run(compose_cfg(RESUME, run_dir))
+    return run_dir
+
+
+def test_resume_from_an_end_of_epoch_checkpoint_writes_the_same_metrics(uninterrupted, tmp_path):
+    full = json.loads((uninterrupted / "metrics.json").read_text())
     assert full["val/acc_best"] > full["val/acc"]  # the case described above
     # stopped at the end of the first epoch (as if pre-empted there), then resumed
     run(compose_cfg([*RESUME, f"+trainer.max_steps={STEPS_PER_EPOCH}"], tmp_path / "first"))
@@ -97,12 +105,11 @@ def test_resume_from_an_end_of_epoch_checkpoint_writes_the_same_metrics(tmp_path
         )
     )
     assert (tmp_path / "resumed" / "metrics.json").read_text() == (
-        tmp_path / "full" / "metrics.json"
+        uninterrupted / "metrics.json"
     ).read_text()
 
 
-def test_resume_after_a_mid_epoch_sigterm_ends_at_the_same_epoch_and_step(tmp_path):
-    run(compose_cfg(RESUME, tmp_path / "full"))
+def test_resume_after_a_mid_epoch_sigterm_ends_at_the_same_epoch_and_step(uninterrupted, tmp_path):
     sigterm = [
         f"+callbacks.sigterm.step={STEPS_PER_EPOCH + 2}",
         f"+callbacks.sigterm._target_={__name__}.SigtermAtStep",
@@ -112,8 +119,34 @@ def test_resume_after_a_mid_epoch_sigterm_ends_at_the_same_epoch_and_step(tmp_pa
     interrupted = tmp_path / "stopped" / "checkpoints" / "interrupted.ckpt"
     assert load_checkpoint(interrupted)["global_step"] == STEPS_PER_EPOCH + 2
     run(compose_cfg([*RESUME, f"ckpt_path={interrupted}"], tmp_path / "resumed"))
-    full = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")
+    full = load_checkpoint(uninterrupted / "checkpoints" / "last.ckpt")
     resumed = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
     assert (
         (resumed["epoch"], resumed["global_step"]) == (full["epoch"], full["global_step"]) == (1, 8)
     )
+
+
+def test_resumed_checkpointing_keeps_the_best_of_the_interrupted_run_while_its_files_exist(
+    tmp_path,
+):
+    best = tmp_path / "old" / "epoch_000.ckpt"
+    state = {
+        "dirpath": str(best.parent),
+        "best_model_path": str(best),
+        "best_model_score": torch.tensor(0.5),
+        "best_k_models": {str(best): torch.tensor(0.5)},
+        "kth_best_model_path": str(best),
+        "kth_value": torch.tensor(0.5),
+        "last_model_path": str(best.parent / "last.ckpt"),
+    }
+    best.parent.mkdir()
+    best.touch()
+    kept = ModelCheckpoint(dirpath=tmp_path / "new", monitor="val/acc", mode="max")
+    kept.load_state_dict(state)
+    assert (kept.best_model_score, kept.best_k_models) == (0.5, {str(best): 0.5})
+    assert kept.last_model_path == ""  # last.ckpt is this run's own
+    best.unlink()
+    gone = ModelCheckpoint(dirpath=tmp_path / "new", monitor="val/acc", mode="max")
+    with pytest.warns(UserWarning, match="checkpoints of the resumed run are gone"):
+        gone.load_state_dict(state)
+    assert (gone.best_model_score, gone.best_k_models) == (None, {})

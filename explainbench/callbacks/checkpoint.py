@@ -9,8 +9,9 @@ Two differences, both about resuming (``python train.py ckpt_path=<run>/checkpoi
 * A resumed run writes into a new run dir. Lightning then forgets the interrupted run's best
   score (it keeps ``best_model_path`` only), so the first epoch after resuming always became
   "the best" and the run tested another checkpoint than an uninterrupted run would have.
-  Here the best scores and paths are kept whatever the directory; the interrupted run's
-  files are never deleted (Lightning removes only files under its own ``dirpath``).
+  Here the best scores and paths are kept whatever the directory, as long as the interrupted
+  run's checkpoints are still there; they are never deleted (Lightning removes only files
+  under its own ``dirpath``), and the resumed run may test the best one of them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import warnings
 from typing import Any
 
 import lightning as L
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_warn
 
 
 class ModelCheckpoint(LightningModelCheckpoint):
@@ -37,6 +40,14 @@ class ModelCheckpoint(LightningModelCheckpoint):
             warnings.filterwarnings("ignore", message="The dirpath has changed")
             super().load_state_dict(state_dict)
         if state_dict.get("dirpath", self.dirpath) == self.dirpath:
+            return
+        previous = state_dict.get("best_k_models") or {}
+        if not all(get_filesystem(path).exists(path) for path in previous):
+            # moved or deleted: Lightning's behaviour, this run's first epoch becomes the best
+            rank_zero_warn(
+                f"The checkpoints of the resumed run are gone ({', '.join(map(str, previous))}): "
+                "the best checkpoint will be chosen among this run's epochs only."
+            )
             return
         # last_model_path stays: it names a file of this run's directory
         self.best_model_score = state_dict["best_model_score"]
