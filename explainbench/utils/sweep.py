@@ -59,7 +59,12 @@ class FailedJobsSummary(Callback):
             return
         lines = [f"{len(failed)} sweep job(s) failed:"]
         for path in failed:
-            message, overrides = path.read_text().splitlines()[:2]
-            lines.append(f"  {path.parent}: {message} ({overrides}); traceback in {path}")
+            # the message may span lines: it ends at the overrides line record_job_failure writes
+            head = path.read_text().split("\noverrides: ", 1)
+            message = " ".join(head[0].split())
+            overrides = head[1].split("\n", 1)[0] if len(head) > 1 else "?"
+            lines.append(
+                f"  {path.parent}: {message} (overrides: {overrides}); traceback in {path}"
+            )
         print("\n".join(lines), file=sys.stderr, flush=True)
         sys.exit(1)
