@@ -55,6 +55,8 @@ class ExplainableMethod(L.LightningModule):
         acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
         self.accuracy = nn.ModuleDict({s: acc.clone() for s in ("train_", "val_", "test_")})
         self.val_acc_best = MaxMetric()
+        # the best accuracy of the run a resumed run continues (see on_load_checkpoint)
+        self._resumed_val_acc_best: Tensor | None = None
 
     # -- the explanation contract -------------------------------------------------------
     def features(self, x: Tensor) -> Tensor:
@@ -109,6 +111,9 @@ class ExplainableMethod(L.LightningModule):
     def on_train_start(self) -> None:
         # Sanity-check validation would otherwise leak into the best-accuracy tracker.
         self.val_acc_best.reset()
+        if self._resumed_val_acc_best is not None:
+            self.val_acc_best.update(self._resumed_val_acc_best)
+            self._resumed_val_acc_best = None
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -135,3 +140,11 @@ class ExplainableMethod(L.LightningModule):
         # Lets evaluate.py rebuild the exact backbone and method from the checkpoint alone.
         if self.run_config is not None:
             checkpoint["explainbench_config"] = self.run_config
+        # torchmetrics keeps metric states out of the state dict: without this a resumed run
+        # would forget the best accuracy so far and report val/acc_best of its own epochs only
+        if self.val_acc_best.update_called:
+            checkpoint["val_acc_best"] = self.val_acc_best.compute().detach().cpu()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # applied in on_train_start, which resets the tracker first
+        self._resumed_val_acc_best = checkpoint.get("val_acc_best")

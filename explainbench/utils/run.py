@@ -12,12 +12,17 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from .instantiate import unwrap_instantiation_error
+from .sweep import record_job_failure
 from .wandb import finish_wandb
 
 log = logging.getLogger("explainbench")
+
+# 128 + SIGTERM: how a shell reports a process ended by SIGTERM
+SIGTERM_EXIT_CODE = 143
 
 
 def to_floats(metrics: Mapping[str, Any], prefixes: tuple[str, ...] = ("val/", "test/")) -> dict[str, float]:
@@ -62,20 +67,34 @@ def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], An
     """Always close W&B (with the exit code) and turn failures into one clear line.
 
     The full traceback is printed only with ``HYDRA_FULL_ERROR=1``: configuration mistakes
-    (missing data root, bad checkpoint, ...) read better as a single message.
+    (missing data root, bad checkpoint, ...) read better as a single message. In a sweep a
+    failed job returns ``nan`` instead of exiting (see :mod:`explainbench.utils.sweep`); a
+    SIGTERM exits with 143.
     """
 
     @wraps(task)
     def wrapped(cfg: DictConfig) -> Any:
         try:
             result = task(cfg)
+        except SIGTERMException:
+            # Lightning's "stop now" after a SIGTERM is a SystemExit with code 0; a pre-empted run
+            # must not look finished. SigtermCheckpoint has saved it and printed how to resume.
+            finish_wandb(exit_code=SIGTERM_EXIT_CODE)
+            print("Error: interrupted by SIGTERM", file=sys.stderr)
+            sys.exit(SIGTERM_EXIT_CODE)
         except Exception as err:
             finish_wandb(exit_code=1)
+            shown = unwrap_instantiation_error(err)
+            message = f"Error: {type(shown).__name__}: {shown}"
+            error_file = record_job_failure(err, message)  # None outside a sweep (-m)
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            err = unwrap_instantiation_error(err)
-            log.error("%s: %s", type(err).__name__, err)
-            print(f"Error: {type(err).__name__}: {err}\n(set HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
+            log.error("%s: %s", type(shown).__name__, shown)
+            if error_file is not None:
+                # sys.exit would end the whole sweep: the other jobs run, FailedJobsSummary exits 1
+                print(f"{message}\n(traceback in {error_file}; the sweep goes on)", file=sys.stderr)
+                return float("nan")
+            print(f"{message}\n(set HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
             sys.exit(1)
         finish_wandb(exit_code=0)
         return result
