@@ -65,19 +65,21 @@ def test_schema_allows_int_for_number_and_null_where_optional(tmp_path):
 
 
 def test_max_epochs_minus_one_without_a_limit_warns(tmp_path, caplog):
-    from explainbench.utils.validate import warn_endless_training
-
-    with caplog.at_level(logging.WARNING, logger="explainbench"):
-        warn_endless_training(compose_cfg(["trainer.max_epochs=-1"], tmp_path))
+    # a bad data variant stops the run right after the start-up checks
+    stop = ["data.variant=triple99"]
+    with (
+        caplog.at_level(logging.WARNING, logger="explainbench"),
+        pytest.raises(ValueError, match="triple99"),
+    ):
+        run_unwrapped(compose_cfg(["trainer.max_epochs=-1", *stop], tmp_path))
     assert "trainer.max_epochs=-1 trains forever" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="explainbench"):
-        warn_endless_training(
-            compose_cfg(["trainer.max_epochs=-1", "+trainer.max_steps=100"], tmp_path)
-        )
-        warn_endless_training(
-            compose_cfg(["trainer.max_epochs=-1", "+trainer.max_time=00:01:00:00"], tmp_path)
-        )
+    for limit in ("+trainer.max_steps=100", "+trainer.max_time=00:01:00:00"):
+        with (
+            caplog.at_level(logging.WARNING, logger="explainbench"),
+            pytest.raises(ValueError, match="triple99"),
+        ):
+            run_unwrapped(compose_cfg(["trainer.max_epochs=-1", limit, *stop], tmp_path))
     assert "trains forever" not in caplog.text
 
 
