@@ -78,3 +78,13 @@ def test_checkpoint_of_other_widths_names_the_setting(trained, tmp_path):
     )
     with pytest.raises(ValueError, match=r"widths=\[16, 32, 64, 128\].*widths=\[8, 16, 32, 64\]"):
         run_unwrapped(cfg)
+
+
+def test_unreadable_checkpoint_is_one_clear_error(tmp_path):
+    bad = tmp_path / "garbage.ckpt"
+    bad.write_bytes(b"\x00garbage")
+    cfg = compose_cfg([f"ckpt_path={bad}", *QUIET], tmp_path)
+    with pytest.raises(
+        ValueError, match=r"Cannot read ckpt_path=.*garbage.ckpt: not a PyTorch checkpoint"
+    ):
+        run_unwrapped(cfg)

@@ -8,6 +8,7 @@ train.py stores with every checkpoint (``explainbench_config``, see ``Explainabl
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
-        raise ValueError(f"Cannot read ckpt_path={path}: {str(err).splitlines()[0]}") from err
+        raise ValueError(f"Cannot read ckpt_path={path}: {_load_failure(str(err))}") from err
     if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
         raise ValueError(f"ckpt_path={path} is not a Lightning checkpoint (it has no state_dict).")
     return blob
@@ -38,6 +39,17 @@ def _backbone_settings(config: dict[str, Any] | None) -> dict[str, Any]:
     return {
         k: v for k, v in backbone.items() if not k.startswith("_") and k not in _NOT_ARCHITECTURE
     }
+
+
+def _load_failure(message: str) -> str:
+    """The useful part of torch's multi-paragraph ``weights_only`` error."""
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+    if refused:
+        return f"it holds a {refused.group(1)}, which weights_only loading refuses."
+    unpickler = re.search(r"WeightsUnpickler error:\s*(.+)", message)
+    if unpickler:
+        return f"not a PyTorch checkpoint, or a damaged one ({unpickler.group(1).strip()})."
+    return message.strip().splitlines()[0] if message.strip() else "unreadable."
 
 
 def describe_architecture(
