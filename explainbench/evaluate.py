@@ -23,6 +23,8 @@ from .callbacks.resolve import resolve_explainers, resolve_metrics
 from .utils.instantiate import load_method_checkpoint
 from .utils.paths import CONF_DIR
 from .utils.run import task_wrapper, write_metrics
+from .utils.validate import validate_config
+from .utils.writable_paths import check_output_paths
 from .viz import save_figure
 
 log = logging.getLogger("explainbench")
@@ -85,6 +87,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
+    validate_config(cfg)
+    check_output_paths(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     device = pick_device(cfg.device)

@@ -15,9 +15,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from .utils.checkpoint_fit import check_checkpoint_fits
 from .utils.instantiate import DATA_INFO_KEYS, build_method, instantiate_named
+from .utils.outcome import checkpoint_to_test, optimized_metric_value
 from .utils.paths import CONF_DIR
 from .utils.run import is_rank_zero, print_metrics_table, task_wrapper, to_floats, write_metrics
+from .utils.validate import validate_config
+from .utils.writable_paths import check_output_paths
 
 log = logging.getLogger("explainbench")
 
@@ -41,6 +45,8 @@ def check_multirun_strategy(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and test as configured; return the flat dict of final ``val/*`` and ``test/*`` scalars."""
+    validate_config(cfg)
+    check_output_paths(cfg)
     check_multirun_strategy(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -49,6 +55,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     data_name = cfg.data.get("_target_", "the data").rsplit(".", 1)[-1]
     data_info = {key: getattr(datamodule, key, None) for key in DATA_INFO_KEYS}
     model = build_method(cfg, datamodule.num_classes, data_name, data_info)
+    if cfg.get("ckpt_path"):
+        check_checkpoint_fits(model, cfg.ckpt_path)
     callbacks = instantiate_named(cfg.get("callbacks"))
     loggers = instantiate_named(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -64,10 +72,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics.update(trainer.callback_metrics)
     if cfg.get("test"):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if cfg.get("train") and not best:
-            log.warning("No best checkpoint was kept: testing the last weights.")
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=checkpoint_to_test(cfg, trainer))
         metrics.update(trainer.callback_metrics)
 
     final = to_floats(metrics)
@@ -82,15 +87,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train.yaml")
 @task_wrapper
 def main(cfg: DictConfig) -> float | None:
-    metrics = run(cfg)
-    name = cfg.get("optimized_metric")
-    if not name:
-        return None
-    if name not in metrics:
-        raise ValueError(
-            f"optimized_metric '{name}' was not logged; available: {', '.join(metrics) or 'none'}."
-        )
-    return metrics[name]
+    return optimized_metric_value(cfg.get("optimized_metric"), run(cfg))
 
 
 if __name__ == "__main__":

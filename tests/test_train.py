@@ -45,10 +45,23 @@ def test_fast_dev_run_every_method(method, tmp_path):
     assert "test/loss" in metrics
 
 
-def test_run_writes_metrics_json_and_tests_best_checkpoint(tmp_path):
+def test_run_writes_metrics_json_and_tests_best_checkpoint(tmp_path, monkeypatch):
+    import lightning
+
+    tested = []  # (ckpt_path given to Trainer.test, the trainer's best checkpoint at that time)
+    original_test = lightning.Trainer.test
+
+    def spy_test(trainer, *args, **kwargs):
+        tested.append((kwargs.get("ckpt_path"), trainer.checkpoint_callback.best_model_path))
+        return original_test(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(lightning.Trainer, "test", spy_test)
     cfg = compose_cfg(["trainer.max_epochs=2", "trainer.accelerator=cpu", "callbacks.model_summary=null",
                        *TINY_DATA], tmp_path)
     metrics = run(cfg)
+    assert len(tested) == 1
+    given, best = tested[0]
+    assert given and Path(given) == Path(best) and Path(best).name.startswith("epoch"), tested
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == pytest.approx(metrics)
     assert {"val/acc", "val/acc_best", "val/loss", "test/acc", "test/loss"} <= set(saved)
