@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torchvision import models
 
+from ..utils.checkpoint import load_checkpoint
 from . import torchvision_nets as tvn
 from .base import Backbone
 from .small_cnn import small_cnn
@@ -39,6 +40,7 @@ def build_backbone(
     num_classes: int,
     weights: str | None = None,
     checkpoint: str | os.PathLike | None = None,
+    trust_checkpoint: bool = False,
     **kwargs,
 ) -> Backbone:
     """Build backbone ``name`` with a ``num_classes``-way head.
@@ -51,6 +53,8 @@ def build_backbone(
             ``$TORCH_HOME/hub/checkpoints`` only.
         checkpoint: a Lightning checkpoint written by explainbench (its ``backbone.*`` weights are
             used) or a plain backbone state dict; loaded after ``weights``.
+        trust_checkpoint: unpickle ``checkpoint`` fully, types outside the safe allow-list
+            included (see :mod:`explainbench.utils.checkpoint`); only for files you trust.
         **kwargs: extra builder arguments (e.g. ``widths`` for ``small_cnn``).
     """
     if name not in BACKBONES:
@@ -70,7 +74,7 @@ def build_backbone(
             net.load_state_dict(state)
         backbone = split(net, num_classes, **kwargs)
     if checkpoint is not None:
-        load_backbone_checkpoint(backbone, checkpoint)
+        load_backbone_checkpoint(backbone, checkpoint, trust=trust_checkpoint)
     # Where the weights came from; methods that explain a frozen classifier require one.
     backbone.source = f"checkpoint:{checkpoint}" if checkpoint else (f"torchvision:{weights}" if weights else None)
     return backbone
@@ -94,16 +98,12 @@ def _load_cached_weights(name: str, enum_name: str, tag: str) -> dict[str, torch
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_backbone_checkpoint(backbone: Backbone, path: str | os.PathLike) -> None:
-    """Load ``path`` into ``backbone``; any missing file, unreadable file or key mismatch is one
-    error that names the file and the keys."""
+def load_backbone_checkpoint(backbone: Backbone, path: str | os.PathLike, trust: bool = False) -> None:
+    """Load ``path`` into ``backbone``; any missing file, unreadable or unsafe file or key
+    mismatch is one error that names the file and the keys. ``trust``: see
+    :func:`~explainbench.utils.checkpoint.load_checkpoint`."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Backbone checkpoint '{path}' does not exist (backbone.checkpoint).")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing here
-        raise ValueError(f"Cannot read backbone checkpoint '{path}': {err}") from err
+    blob = load_checkpoint(path, trust=trust, what="Backbone checkpoint (backbone.checkpoint)")
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"Backbone checkpoint '{path}' holds no state dict (got {type(blob).__name__}).")
