@@ -10,19 +10,19 @@ from __future__ import annotations
 import socket
 import time
 
-from explainbench.utils.wandb import server_unreachable
-
 from .helpers import TINY_DATA, run_cli, run_dirs
 
 FAKE_KEY = "0123456789abcdef" * 2 + "01234567"  # 40 characters, the shape of a W&B API key
 
 
 def test_probe_of_a_silent_server_gives_up_within_its_timeout():
+    from explainbench.utils.network import url_unreachable
+
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)  # the kernel completes the handshake; nobody ever answers
         start = time.monotonic()
-        reason = server_unreachable(f"http://127.0.0.1:{server.getsockname()[1]}", timeout=1.0)
+        reason = url_unreachable(f"http://127.0.0.1:{server.getsockname()[1]}", timeout=1.0)
     assert reason is not None and time.monotonic() - start < 3.0
 
 

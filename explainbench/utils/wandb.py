@@ -7,11 +7,10 @@ import logging
 import netrc
 import os
 import sys
-import threading
-import urllib.error
-import urllib.request
 
 from lightning.pytorch.loggers import WandbLogger
+
+from .network import url_unreachable
 
 log = logging.getLogger("explainbench")
 
@@ -48,30 +47,6 @@ def wandb_base_url() -> str:
     return str(wandb.setup().settings.base_url)
 
 
-def server_unreachable(url: str, timeout: float = SERVER_PROBE_TIMEOUT_S) -> str | None:
-    """``None`` when ``url`` answers an HTTP request within ``timeout`` seconds (any status, a 401
-    or 404 included: the server is there), else the reason it did not.
-
-    The request runs in a daemon thread so that a hanging DNS lookup, which no socket timeout
-    covers, is bounded too.
-    """
-    outcome: list[str | None] = []
-
-    def probe() -> None:
-        try:
-            urllib.request.urlopen(url, timeout=timeout).close()  # noqa: S310 - the user's W&B URL
-            outcome.append(None)
-        except urllib.error.HTTPError:
-            outcome.append(None)
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            outcome.append(str(getattr(err, "reason", err)))
-
-    thread = threading.Thread(target=probe, name="wandb-server-probe", daemon=True)
-    thread.start()
-    thread.join(timeout + 1.0)
-    return outcome[0] if outcome else f"no answer within {timeout:.0f} s"
-
-
 def wandb_logger(**kwargs) -> WandbLogger:
     """A ``WandbLogger`` whose mode follows :func:`wandb_mode`; extra kwargs go to ``wandb.init``.
 
@@ -82,7 +57,7 @@ def wandb_logger(**kwargs) -> WandbLogger:
     mode = wandb_mode()
     if mode == "online":
         url = wandb_base_url()
-        reason = server_unreachable(url)
+        reason = url_unreachable(url, SERVER_PROBE_TIMEOUT_S)
         if reason is not None:
             log.warning(
                 "W&B server %s is unreachable (%s): logging offline instead; upload later with "
