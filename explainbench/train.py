@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from .methods.frozen_classifier import ensure_frozen_classifier
 from .utils.instantiate import DATA_INFO_KEYS, build_method, instantiate_named
 from .utils.paths import CONF_DIR
 from .utils.run import is_rank_zero, print_metrics_table, task_wrapper, to_floats, write_metrics
@@ -42,6 +43,7 @@ def check_multirun_strategy(cfg: DictConfig) -> None:
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and test as configured; return the flat dict of final ``val/*`` and ``test/*`` scalars."""
     check_multirun_strategy(cfg)
+    ensure_frozen_classifier(cfg)  # before seeding: a classifier trained here leaves the RNG as a cached one
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
