@@ -45,3 +45,12 @@ def test_headline_command_trains_caches_and_reuses_a_classifier(tmp_path):
 @pytest.mark.slow
 def test_headline_command_with_vgg16(tmp_path):
     check_headline("vgg16", tmp_path, ("data.image_size=32",))
+
+
+def test_on_imagenet_the_classifier_is_torchvisions(tmp_path):
+    from explainbench.methods.frozen_classifier import ensure_frozen_classifier
+
+    cfg = compose_cfg(["method=lcam_fm", "backbone=vgg16", "data=imagenet"], tmp_path)
+    ensure_frozen_classifier(cfg)
+    assert cfg.backbone.weights == "IMAGENET1K_V1" and cfg.backbone.checkpoint is None
+    assert not (tmp_path / "classifier_cache").exists()
