@@ -92,7 +92,7 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     device = pick_device(cfg.device)
-    model, stored = load_method_checkpoint(cfg.ckpt_path)
+    model, stored = load_method_checkpoint(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
     model.to(device)
     datamodule = hydra.utils.instantiate(data_config(cfg, stored))
     if datamodule.num_classes != stored["num_classes"]:

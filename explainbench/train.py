@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from .methods.frozen_classifier import ensure_frozen_classifier
 from .utils.checkpoint_fit import check_checkpoint_fits
 from .utils.instantiate import DATA_INFO_KEYS, build_method, instantiate_named
 from .utils.outcome import checkpoint_to_test, optimized_metric_value
@@ -48,6 +49,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     validate_config(cfg)
     check_output_paths(cfg)
     check_multirun_strategy(cfg)
+    ensure_frozen_classifier(cfg)  # before seeding: a classifier trained here leaves the RNG as a cached one
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 

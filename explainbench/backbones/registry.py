@@ -1,12 +1,14 @@
 """One obvious way to build a backbone by name: :func:`build_backbone`.
 
-Pretrained torchvision weights come only from the local torch hub cache (this project
-never downloads); a checkpoint written by explainbench (or a plain state dict) can be
-loaded on top with ``checkpoint=<path>``.
+Pretrained torchvision weights follow torchvision's convention: read from the torch hub cache,
+downloaded there (with torchvision's progress bar) when absent; offline that fails within
+seconds naming the file, the folder and the URL. A checkpoint written by explainbench (or a
+plain state dict) can be loaded on top with ``checkpoint=<path>``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from functools import partial
@@ -15,6 +17,8 @@ from pathlib import Path
 import torch
 from torchvision import models
 
+from ..utils.checkpoint import load_checkpoint
+from ..utils.network import url_unreachable
 from . import torchvision_nets as tvn
 from .base import Backbone
 from .small_cnn import small_cnn
@@ -33,12 +37,18 @@ _TORCHVISION: dict[str, tuple[Callable, str, dict, Callable]] = {
 
 BACKBONES: tuple[str, ...] = ("small_cnn", *_TORCHVISION)
 
+# Seconds the weights server gets to answer before an absent weights file is an error.
+WEIGHTS_PROBE_TIMEOUT_S = 5.0
+
+log = logging.getLogger("explainbench")
+
 
 def build_backbone(
     name: str,
     num_classes: int,
     weights: str | None = None,
     checkpoint: str | os.PathLike | None = None,
+    trust_checkpoint: bool = False,
     **kwargs,
 ) -> Backbone:
     """Build backbone ``name`` with a ``num_classes``-way head.
@@ -48,9 +58,11 @@ def build_backbone(
         num_classes: size of the classifier output; the torchvision head is replaced when it
             differs from 1000.
         weights: torchvision weights tag (e.g. ``"IMAGENET1K_V1"`` or ``"DEFAULT"``), loaded from
-            ``$TORCH_HOME/hub/checkpoints`` only.
+            ``$TORCH_HOME/hub/checkpoints``, downloaded there when absent.
         checkpoint: a Lightning checkpoint written by explainbench (its ``backbone.*`` weights are
             used) or a plain backbone state dict; loaded after ``weights``.
+        trust_checkpoint: unpickle ``checkpoint`` fully, types outside the safe allow-list
+            included (see :mod:`explainbench.utils.checkpoint`); only for files you trust.
         **kwargs: extra builder arguments (e.g. ``widths`` for ``small_cnn``).
     """
     if name not in BACKBONES:
@@ -70,7 +82,7 @@ def build_backbone(
             net.load_state_dict(state)
         backbone = split(net, num_classes, **kwargs)
     if checkpoint is not None:
-        load_backbone_checkpoint(backbone, checkpoint)
+        load_backbone_checkpoint(backbone, checkpoint, trust=trust_checkpoint)
     # Where the weights came from; methods that explain a frozen classifier require one.
     backbone.source = f"checkpoint:{checkpoint}" if checkpoint else (f"torchvision:{weights}" if weights else None)
     return backbone
@@ -84,26 +96,29 @@ def _load_cached_weights(name: str, enum_name: str, tag: str) -> dict[str, torch
         raise ValueError(f"Unknown weights '{tag}' for {name}. Valid: {valid}.") from err
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     path = folder / os.path.basename(weights.url)
-    if not path.is_file():
+    if path.is_file():
+        return load_checkpoint(path, what=f"Pretrained weights file for {name}")
+    # torch.hub's download has no timeout: without a network it can hang. Probe first.
+    reason = url_unreachable(weights.url, timeout=WEIGHTS_PROBE_TIMEOUT_S)
+    if reason is not None:
         raise FileNotFoundError(
-            f"Pretrained weights for {name} ({enum_name}.{weights.name}) are not in the local torch hub "
-            f"cache: expected the file '{path.name}' in '{folder}'. explainbench never downloads; copy "
-            f"that file (torchvision's {weights.url}) there, set TORCH_HOME to a folder that has "
-            "hub/checkpoints/ with it, or pass backbone.checkpoint=<path> instead."
+            f"Pretrained weights for {name} ({enum_name}.{weights.name}) are not in the torch hub cache "
+            f"and cannot be downloaded ({reason}): fetch {weights.url} and put the file '{path.name}' "
+            f"in '{folder}' (or set TORCH_HOME to a folder whose hub/checkpoints/ has it), or pass "
+            "backbone.checkpoint=<path> instead."
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    log.info("Downloading %s to %s", weights.url, folder)
+    return torch.hub.load_state_dict_from_url(
+        weights.url, model_dir=str(folder), map_location="cpu", progress=True, check_hash=True, weights_only=True
+    )
 
 
-def load_backbone_checkpoint(backbone: Backbone, path: str | os.PathLike) -> None:
-    """Load ``path`` into ``backbone``; any missing file, unreadable file or key mismatch is one
-    error that names the file and the keys."""
+def load_backbone_checkpoint(backbone: Backbone, path: str | os.PathLike, trust: bool = False) -> None:
+    """Load ``path`` into ``backbone``; any missing file, unreadable or unsafe file or key
+    mismatch is one error that names the file and the keys. ``trust``: see
+    :func:`~explainbench.utils.checkpoint.load_checkpoint`."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Backbone checkpoint '{path}' does not exist (backbone.checkpoint).")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing here
-        raise ValueError(f"Cannot read backbone checkpoint '{path}': {err}") from err
+    blob = load_checkpoint(path, trust=trust, what="Backbone checkpoint (backbone.checkpoint)")
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"Backbone checkpoint '{path}' holds no state dict (got {type(blob).__name__}).")

@@ -67,6 +67,10 @@ class LCAM(ExplainableMethod):
         area_exponent: λ4 (paper: 0.3).
         ce_only: the paper's L-CAM-Fm*/Img* ablation (only the CE term).
         target_source: ``"model"`` (f's top-1, the paper) or ``"label"`` (ground truth).
+        classifier: ``"auto"``: train.py finds or trains the frozen classifier when the backbone
+            config has neither weights nor checkpoint (see
+            :mod:`explainbench.methods.frozen_classifier`); ``None``: one must be given. Read by
+            train.py before the backbone is built; kept here so the config instantiates.
         **kwargs: optimizer / scheduler, see :class:`ExplainableMethod`.
     """
 
@@ -80,6 +84,7 @@ class LCAM(ExplainableMethod):
         area_exponent: float = 0.3,
         ce_only: bool = False,
         target_source: Literal["model", "label"] = "model",
+        classifier: Literal["auto"] | None = "auto",
         **kwargs,
     ) -> None:
         if variant not in ("fm", "img"):
@@ -89,8 +94,9 @@ class LCAM(ExplainableMethod):
         if getattr(backbone, "source", None) is None:
             raise ValueError(
                 "L-CAM explains a trained, frozen classifier, but the backbone has no weights. Set "
-                "backbone.weights=IMAGENET1K_V1 (torchvision file in the local torch hub cache) or "
-                "backbone.checkpoint=<run>/checkpoints/last.ckpt of a `python train.py method=classifier` run."
+                "backbone.weights=IMAGENET1K_V1 (torchvision, from the torch hub cache) or "
+                "backbone.checkpoint=<run>/checkpoints/last.ckpt of a `python train.py method=classifier` run, "
+                "or build the method with train.py and method.classifier=auto to get one made."
             )
         super().__init__(backbone, **kwargs)
         self.variant = variant

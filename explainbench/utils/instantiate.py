@@ -26,16 +26,19 @@ def instantiate_named(group: DictConfig | None) -> list[Any]:
     return built
 
 
-def build_backbone_for_data(backbone_cfg: DictConfig, num_classes: int, data_name: str = "the data"):
+def build_backbone_for_data(
+    backbone_cfg: DictConfig, num_classes: int, data_name: str = "the data", trust_checkpoint: bool = False
+):
     """Instantiate the backbone with the data's class count; a conflicting explicit
-    ``backbone.num_classes`` is an error rather than a silently wrong head."""
+    ``backbone.num_classes`` is an error rather than a silently wrong head. ``trust_checkpoint``
+    (the top-level config key) lets ``backbone.checkpoint`` unpickle types outside the safe list."""
     requested = backbone_cfg.get("num_classes")
     if requested is not None and int(requested) != int(num_classes):
         raise ValueError(
             f"backbone.num_classes={requested} does not match the {num_classes} classes of {data_name}. "
             "Leave backbone.num_classes unset (it follows the data) or choose matching data."
         )
-    return hydra.utils.instantiate(backbone_cfg, num_classes=num_classes)
+    return hydra.utils.instantiate(backbone_cfg, num_classes=num_classes, trust_checkpoint=trust_checkpoint)
 
 
 # Facts about the data a method may take as constructor arguments (EAT: the attribute and
@@ -75,7 +78,7 @@ def build_method(cfg: DictConfig, num_classes: int, data_name: str, data_info: d
     (and the data facts the method took, see :data:`DATA_INFO_KEYS`) so checkpoints can be
     rebuilt by evaluate.py without the training command line or the data."""
     extra = method_data_info(cfg.method, data_info or {}, data_name)
-    backbone = build_backbone_for_data(cfg.backbone, num_classes, data_name)
+    backbone = build_backbone_for_data(cfg.backbone, num_classes, data_name, bool(cfg.get("trust_checkpoint")))
     method = hydra.utils.instantiate(cfg.method, backbone=backbone, **extra)
     method.run_config = {
         key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("data", "backbone", "method")
@@ -94,22 +97,16 @@ def unwrap_instantiation_error(err: BaseException) -> BaseException:
     return err
 
 
-def load_method_checkpoint(path: str, map_location: str = "cpu"):
+def load_method_checkpoint(path: str, map_location: str = "cpu", trust: bool = False):
     """Rebuild a trained method from an explainbench checkpoint alone (its stored configs + weights).
 
     Pretrained-weight and checkpoint paths of the backbone are not re-read: the state dict
-    already holds every weight.
+    already holds every weight. The file is read safely (weights only) unless ``trust``, see
+    :func:`~explainbench.utils.checkpoint.load_checkpoint`.
     """
-    import os
+    from .checkpoint import load_checkpoint
 
-    import torch
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Checkpoint '{path}' does not exist (ckpt_path).")
-    try:
-        blob = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"Cannot read checkpoint '{path}': {err}") from err
+    blob = load_checkpoint(path, trust=trust, what="Checkpoint (ckpt_path)", map_location=map_location)
     stored = blob.get("explainbench_config") if isinstance(blob, dict) else None
     if not stored:
         raise ValueError(
