@@ -23,6 +23,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..utils.hparams import PlainHyperparameters
 from ..utils.image import IMAGENET_MEAN, IMAGENET_STD
 
 SPLITS = ("train", "val", "test")
@@ -37,7 +38,7 @@ _STAGE_SPLITS = {
 }
 
 
-class ExplainDataModule(L.LightningDataModule):
+class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
     """Base DataModule: loaders, worker settings and the test ``subset``.
 
     Args:
@@ -87,7 +88,8 @@ class ExplainDataModule(L.LightningDataModule):
             )
         # Collects the subclass's constructor arguments too (Lightning walks the __init__
         # frames). logger=False: train.py logs the whole config itself, and letting Lightning
-        # merge these with the model's hparams fails on any shared key.
+        # merge these with the model's hparams fails on any shared key. Plain containers only
+        # (PlainHyperparameters): checkpoints must load with weights_only=True.
         self.save_hyperparameters(logger=False)
         self.batch_size = batch_size
         self.num_workers = num_workers

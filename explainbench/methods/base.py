@@ -19,12 +19,13 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ..backbones import Backbone
 from ..explainers.base import Explanation
+from ..utils.hparams import PlainHyperparameters
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
 
-class ExplainableMethod(L.LightningModule):
+class ExplainableMethod(PlainHyperparameters, L.LightningModule):
     """Base class. ``forward(x) → logits``; ``features``/``head`` expose the explanation layer
     so every post-hoc explainer works on any method.
 
@@ -45,7 +46,8 @@ class ExplainableMethod(L.LightningModule):
     ) -> None:
         super().__init__()
         # The backbone is a module (saved in the state dict); its *config* is stored with the
-        # checkpoint by train.py (see on_save_checkpoint), so hparams stay small and loggable.
+        # checkpoint by train.py (see on_save_checkpoint), so hparams stay small and loggable;
+        # plain containers only (PlainHyperparameters), for weights_only checkpoint loads.
         self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"], logger=False)
         self.backbone = backbone
         self.optimizer_factory = optimizer

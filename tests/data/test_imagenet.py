@@ -21,9 +21,8 @@ def write_jpeg(path: Path, colour: tuple[int, int, int], size=(300, 260)) -> Non
     Image.new("RGB", size, colour).save(path, "JPEG")
 
 
-@pytest.fixture
-def imagenet_root(tmp_path) -> Path:
-    root = tmp_path / "imagenet"
+def write_imagenet(root: Path) -> Path:
+    """Both official layouts: train/ and val/ class folders, the flat val folder + a list, names."""
     for c, wnid in enumerate(WNIDS):
         for i in range(3):
             write_jpeg(root / "train" / wnid / f"{wnid}_{i}.JPEG", (200 * c, 50, 100))
@@ -34,6 +33,11 @@ def imagenet_root(tmp_path) -> Path:
     (root / "val_3.txt").write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG {lab}\n" for i, lab in enumerate([1, 0, 1])))
     (root / "synset_words.txt").write_text(f"{WNIDS[0]} tench, Tinca tinca\n{WNIDS[1]} goldfish, Carassius auratus\n")
     return root
+
+
+@pytest.fixture
+def imagenet_root(tmp_path) -> Path:
+    return write_imagenet(tmp_path / "imagenet")
 
 
 def test_image_folder_layout(imagenet_root):
