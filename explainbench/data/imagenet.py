@@ -7,7 +7,8 @@ Read from ``root``::
     root/ILSVRC2012_img_val/*.JPEG      the flat validation folder, with
     <val_list>                          lines "<file name> <label>", e.g. the L-CAM paper's
                                         fixed 2000-image evaluation subset
-    root/synset_words.txt or root/LOC_synset_mapping.txt   optional "<wnid> <names>" lines
+    root/synset_words.txt or root/LOC_synset_mapping.txt   optional "<wnid> <names>" lines,
+                                        in sorted wnid order (as distributed)
 
 Preprocessing follows the L-CAM paper (Gkartzonika et al.): shorter side 256, then a random
 224 crop + horizontal flip for training and the centre 224 crop for evaluation.
@@ -42,21 +43,37 @@ LAYOUT = (
 
 
 def read_synsets(root: Path) -> tuple[list[str], list[str]] | None:
-    """``(wnids, names)`` from synset_words.txt / LOC_synset_mapping.txt, or None if absent."""
+    """``(wnids, names)`` from synset_words.txt / LOC_synset_mapping.txt, or None if absent.
+
+    The file names the classes; it does not choose their order. The class index is the
+    sorted wnid, as in ImageFolder, torchvision's pretrained weights and the official
+    validation labels (both official files are sorted). A file in another order is refused,
+    not sorted: labels written against that order (a ``val_list``, another model's head)
+    would otherwise be silently remapped."""
     for name in SYNSET_FILES:
         path = root / name
         if path.is_file():
             wnids, names = [], []
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    wnid, _, words = line.strip().partition(" ")
-                    wnids.append(wnid)
-                    names.append(words.split(",")[0].strip() or wnid)
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if not line.strip():
+                    continue
+                wnid, _, words = line.strip().partition(" ")
+                if wnids and wnid <= wnids[-1]:
+                    problem = "repeats" if wnid in wnids else f"comes after '{wnids[-1]}'"
+                    raise ValueError(
+                        f"{path}:{number}: wnid '{wnid}' {problem}; the lines must be in sorted wnid "
+                        "order without repeats, because the class index is the sorted wnid "
+                        f"(ImageFolder, torchvision's weights). Sort the file (sort -o {path} {path}) "
+                        "and keep one line per wnid."
+                    )
+                wnids.append(wnid)
+                names.append(words.split(",")[0].strip() or wnid)
             return wnids, names
     return None
 
 
 def class_folders(folder: Path) -> list[str]:
+    """Sub-folder names in sorted order, whatever order the file system lists them in."""
     return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
