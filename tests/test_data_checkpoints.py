@@ -146,6 +146,7 @@ def train_test_resume(name: str, tmp_path: Path, resume: bool) -> None:
     (run_dir,) = run_dirs(proc.stdout)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert "test/acc" in metrics, metrics  # tested the best checkpoint: it loaded
+    assert metrics["data/skipped_images"] == 0
     last = run_dir / "checkpoints" / "last.ckpt"
     assert last.is_file()
     if not resume:

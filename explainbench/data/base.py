@@ -10,7 +10,9 @@ random ``subset`` of the test split that ``evaluate.py`` uses
 Every dataset yields the Batch contract of ``DESIGN.md`` per sample: ``image`` float
 ``[3,H,W]`` normalised with ``mean``/``std``, ``label`` long, ``index`` long (the sample's
 index in its split, kept through ``subset``), plus the optional keys listed in
-``annotations`` (``mask``, ``part_mask``, ``bbox``, ``landmarks``, ``attributes``).
+``annotations`` (``mask``, ``part_mask``, ``bbox``, ``landmarks``, ``attributes``). Batches of
+datasets that skip unreadable files also carry ``skipped``: the list of the files left out
+(see :func:`~explainbench.data.imagenet.collate_skipping_none`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..backbones import Backbone
+from ..callbacks.skipped_images import SkippedImages
 from ..explainers.base import Explanation
 from ..utils.hparams import PlainHyperparameters
 
@@ -132,6 +133,13 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": self.hparams.scheduler_monitor},
         }
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        # Counting unreadable images and refusing a split with none readable must not depend
+        # on the `callbacks` config; one instance for fit and test, so files count once.
+        if getattr(self, "_skipped_images", None) is None:
+            self._skipped_images = SkippedImages()
+        return [self._skipped_images]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets evaluate.py rebuild the exact backbone and method from the checkpoint alone.

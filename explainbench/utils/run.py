@@ -20,7 +20,7 @@ from .wandb import finish_wandb
 log = logging.getLogger("explainbench")
 
 
-def to_floats(metrics: Mapping[str, Any], prefixes: tuple[str, ...] = ("val/", "test/")) -> dict[str, float]:
+def to_floats(metrics: Mapping[str, Any], prefixes: tuple[str, ...] = ("val/", "test/", "data/")) -> dict[str, float]:
     """Scalar tensors/numbers whose key starts with one of ``prefixes`` → plain floats."""
     out = {}
     for key, value in metrics.items():
