@@ -65,7 +65,8 @@ def test_run_writes_metrics_json_and_tests_best_checkpoint(tmp_path, monkeypatch
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == pytest.approx(metrics)
     assert {"val/acc", "val/acc_best", "val/loss", "test/acc", "test/loss"} <= set(saved)
-    assert all(k.startswith(("val/", "test/")) for k in saved)
+    assert all(k.startswith(("val/", "test/", "data/")) for k in saved)
+    assert saved["data/skipped_images"] == 0  # counted whatever the data (here: none unreadable)
     checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in checkpoints and len(checkpoints) == 2
 

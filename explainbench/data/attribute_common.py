@@ -36,7 +36,7 @@ from torchvision.transforms import v2
 
 from ..utils.image import IMAGENET_MEAN, IMAGENET_STD
 from .base import SPLITS, ExplainDataModule
-from .imagenet import ImageListDataset, collate_skipping_none
+from .imagenet import ImageListDataset, Unreadable, collate_skipping_none
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,8 @@ class AttributeImageDataset(ImageListDataset):
         landmarks: ``[N, L, 3]`` ``(x, y, visible)`` in the original image, or None.
         masks: a mask file per sample (see :func:`read_mask`), or None.
 
-    An unreadable image or mask is logged, counted in ``skipped`` and returned as ``None``.
+    An unreadable image or mask is logged, counted in ``skipped`` and returned as
+    :class:`~explainbench.data.imagenet.Unreadable`.
     """
 
     def __init__(
@@ -308,10 +309,10 @@ class AttributeImageDataset(ImageListDataset):
             if values is not None and len(values) != len(self.samples):
                 raise ValueError(f"{name} has {len(values)} entries for {len(self.samples)} images")
 
-    def __getitem__(self, index: int) -> dict | None:
+    def __getitem__(self, index: int) -> dict | Unreadable:
         sample = super().__getitem__(index)
-        if sample is None:
-            return None
+        if isinstance(sample, Unreadable):
+            return sample
         mask = None
         if self.masks is not None:
             try:
@@ -324,7 +325,7 @@ class AttributeImageDataset(ImageListDataset):
                     err,
                     self.skipped,
                 )
-                return None
+                return Unreadable(str(self.masks[index]))
             if mask.shape[-2:] != sample["image"].shape[-2:]:
                 raise ValueError(
                     f"mask '{self.masks[index]}' is {tuple(mask.shape[-2:])} (H, W) but its "

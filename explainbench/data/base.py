@@ -10,7 +10,9 @@ random ``subset`` of the test split that ``evaluate.py`` uses
 Every dataset yields the Batch contract of ``DESIGN.md`` per sample: ``image`` float
 ``[3,H,W]`` normalised with ``mean``/``std``, ``label`` long, ``index`` long (the sample's
 index in its split, kept through ``subset``), plus the optional keys listed in
-``annotations`` (``mask``, ``part_mask``, ``bbox``, ``landmarks``, ``attributes``).
+``annotations`` (``mask``, ``part_mask``, ``bbox``, ``landmarks``, ``attributes``). Batches of
+datasets that skip unreadable files also carry ``skipped``: the list of the files left out
+(see :func:`~explainbench.data.imagenet.collate_skipping_none`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..utils.hparams import PlainHyperparameters
 from ..utils.image import IMAGENET_MEAN, IMAGENET_STD
 
 SPLITS = ("train", "val", "test")
@@ -37,7 +40,7 @@ _STAGE_SPLITS = {
 }
 
 
-class ExplainDataModule(L.LightningDataModule):
+class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
     """Base DataModule: loaders, worker settings and the test ``subset``.
 
     Args:
@@ -87,7 +90,8 @@ class ExplainDataModule(L.LightningDataModule):
             )
         # Collects the subclass's constructor arguments too (Lightning walks the __init__
         # frames). logger=False: train.py logs the whole config itself, and letting Lightning
-        # merge these with the model's hparams fails on any shared key.
+        # merge these with the model's hparams fails on any shared key. Plain containers only
+        # (PlainHyperparameters): checkpoints must load with weights_only=True.
         self.save_hyperparameters(logger=False)
         self.batch_size = batch_size
         self.num_workers = num_workers

@@ -7,13 +7,17 @@ Read from ``root``::
     root/ILSVRC2012_img_val/*.JPEG      the flat validation folder, with
     <val_list>                          lines "<file name> <label>", e.g. the L-CAM paper's
                                         fixed 2000-image evaluation subset
-    root/synset_words.txt or root/LOC_synset_mapping.txt   optional "<wnid> <names>" lines
+    root/synset_words.txt or root/LOC_synset_mapping.txt   optional "<wnid> <names>" lines,
+                                        in sorted wnid order (as distributed)
 
 Preprocessing follows the L-CAM paper (Gkartzonika et al.): shorter side 256, then a random
 224 crop + horizontal flip for training and the centre 224 crop for evaluation.
 
 An unreadable image inside a long run is logged, skipped and counted (``dataset.skipped``)
-instead of ending the run; missing folders, list files or listed images fail at once.
+instead of ending the run; missing folders, list files or listed images fail at once. The
+batch lists the skipped files (``batch["skipped"]``, see :func:`collate_skipping_none`), so the
+run counts them in ``metrics.json`` and stops on a split where none is readable
+(:class:`~explainbench.callbacks.skipped_images.SkippedImages`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -34,6 +39,8 @@ from .base import ExplainDataModule
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+# batch key of the files collate_skipping_none left out
+SKIPPED_KEY = "skipped"
 SYNSET_FILES = ("synset_words.txt", "LOC_synset_mapping.txt")
 LAYOUT = (
     "expected root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG (ImageFolder layout), or "
@@ -42,21 +49,37 @@ LAYOUT = (
 
 
 def read_synsets(root: Path) -> tuple[list[str], list[str]] | None:
-    """``(wnids, names)`` from synset_words.txt / LOC_synset_mapping.txt, or None if absent."""
+    """``(wnids, names)`` from synset_words.txt / LOC_synset_mapping.txt, or None if absent.
+
+    The file names the classes; it does not choose their order. The class index is the
+    sorted wnid, as in ImageFolder, torchvision's pretrained weights and the official
+    validation labels (both official files are sorted). A file in another order is refused,
+    not sorted: labels written against that order (a ``val_list``, another model's head)
+    would otherwise be silently remapped."""
     for name in SYNSET_FILES:
         path = root / name
         if path.is_file():
             wnids, names = [], []
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    wnid, _, words = line.strip().partition(" ")
-                    wnids.append(wnid)
-                    names.append(words.split(",")[0].strip() or wnid)
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if not line.strip():
+                    continue
+                wnid, _, words = line.strip().partition(" ")
+                if wnids and wnid <= wnids[-1]:
+                    problem = "repeats" if wnid in wnids else f"comes after '{wnids[-1]}'"
+                    raise ValueError(
+                        f"{path}:{number}: wnid '{wnid}' {problem}; the lines must be in sorted wnid "
+                        "order without repeats, because the class index is the sorted wnid "
+                        f"(ImageFolder, torchvision's weights). Sort the file (sort -o {path} {path}) "
+                        "and keep one line per wnid."
+                    )
+                wnids.append(wnid)
+                names.append(words.split(",")[0].strip() or wnid)
             return wnids, names
     return None
 
 
 def class_folders(folder: Path) -> list[str]:
+    """Sub-folder names in sorted order, whatever order the file system lists them in."""
     return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
@@ -104,8 +127,16 @@ def imagenet_transform(train: bool, image_size: int = 224, resize: int = 256,
     return T.Compose([T.Resize(resize), *crop, T.ToTensor(), T.Normalize(mean, std)])
 
 
+class Unreadable(NamedTuple):
+    """What a dataset returns for a sample whose file could not be read: the file, so the
+    batch can name it (a plain ``None`` is accepted too, unnamed)."""
+
+    path: str
+
+
 class ImageListDataset(Dataset):
-    """Images from ``(path, label)`` pairs as Batch-contract dicts; unreadable files → ``None``."""
+    """Images from ``(path, label)`` pairs as Batch-contract dicts; unreadable files →
+    :class:`Unreadable`."""
 
     def __init__(self, samples: Sequence[tuple[Path, int]], transform) -> None:
         self.samples = list(samples)
@@ -115,7 +146,7 @@ class ImageListDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> dict | None:
+    def __getitem__(self, index: int) -> dict | Unreadable:
         path, label = self.samples[index]
         try:
             with Image.open(path) as image:
@@ -124,17 +155,25 @@ class ImageListDataset(Dataset):
             self.skipped += 1
             log.warning("Skipping unreadable image %s (%s); %d skipped so far in this process.",
                         path, err, self.skipped)
-            return None
+            return Unreadable(str(path))
         return {"image": pixels, "label": torch.tensor(label), "index": torch.tensor(index)}
 
 
-def collate_skipping_none(batch: list[dict | None]) -> dict:
-    """Default collation without the samples a dataset could not read."""
-    kept = [sample for sample in batch if sample is not None]
-    if not kept:
-        return {"image": torch.empty(0, 3, 1, 1), "label": torch.empty(0, dtype=torch.long),
-                "index": torch.empty(0, dtype=torch.long)}
-    return default_collate(kept)
+def collate_skipping_none(batch: list[dict | Unreadable | None]) -> dict:
+    """Default collation without the samples a dataset could not read; ``"skipped"`` lists
+    their files (``"<unnamed>"`` for a ``None``).
+
+    The list travels inside the batch because collation runs in the DataLoader worker: a
+    counter kept there would never reach the main process with ``num_workers > 0``."""
+    kept = [sample for sample in batch if isinstance(sample, dict)]
+    skipped = [getattr(sample, "path", "<unnamed>") for sample in batch if not isinstance(sample, dict)]
+    if kept:
+        out = default_collate(kept)
+    else:
+        out = {"image": torch.empty(0, 3, 1, 1), "label": torch.empty(0, dtype=torch.long),
+               "index": torch.empty(0, dtype=torch.long)}
+    out[SKIPPED_KEY] = skipped
+    return out
 
 
 class ImageNetDataModule(ExplainDataModule):

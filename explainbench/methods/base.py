@@ -18,13 +18,15 @@ from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..backbones import Backbone
+from ..callbacks.skipped_images import SkippedImages
 from ..explainers.base import Explanation
+from ..utils.hparams import PlainHyperparameters
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
 
-class ExplainableMethod(L.LightningModule):
+class ExplainableMethod(PlainHyperparameters, L.LightningModule):
     """Base class. ``forward(x) → logits``; ``features``/``head`` expose the explanation layer
     so every post-hoc explainer works on any method.
 
@@ -45,7 +47,8 @@ class ExplainableMethod(L.LightningModule):
     ) -> None:
         super().__init__()
         # The backbone is a module (saved in the state dict); its *config* is stored with the
-        # checkpoint by train.py (see on_save_checkpoint), so hparams stay small and loggable.
+        # checkpoint by train.py (see on_save_checkpoint), so hparams stay small and loggable;
+        # plain containers only (PlainHyperparameters), for weights_only checkpoint loads.
         self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"], logger=False)
         self.backbone = backbone
         self.optimizer_factory = optimizer
@@ -135,6 +138,13 @@ class ExplainableMethod(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": self.hparams.scheduler_monitor},
         }
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        # Counting unreadable images and refusing a split with none readable must not depend
+        # on the `callbacks` config; one instance for fit and test, so files count once.
+        if getattr(self, "_skipped_images", None) is None:
+            self._skipped_images = SkippedImages()
+        return [self._skipped_images]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets evaluate.py rebuild the exact backbone and method from the checkpoint alone.

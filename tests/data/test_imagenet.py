@@ -21,9 +21,8 @@ def write_jpeg(path: Path, colour: tuple[int, int, int], size=(300, 260)) -> Non
     Image.new("RGB", size, colour).save(path, "JPEG")
 
 
-@pytest.fixture
-def imagenet_root(tmp_path) -> Path:
-    root = tmp_path / "imagenet"
+def write_imagenet(root: Path) -> Path:
+    """Both official layouts: train/ and val/ class folders, the flat val folder + a list, names."""
     for c, wnid in enumerate(WNIDS):
         for i in range(3):
             write_jpeg(root / "train" / wnid / f"{wnid}_{i}.JPEG", (200 * c, 50, 100))
@@ -34,6 +33,11 @@ def imagenet_root(tmp_path) -> Path:
     (root / "val_3.txt").write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG {lab}\n" for i, lab in enumerate([1, 0, 1])))
     (root / "synset_words.txt").write_text(f"{WNIDS[0]} tench, Tinca tinca\n{WNIDS[1]} goldfish, Carassius auratus\n")
     return root
+
+
+@pytest.fixture
+def imagenet_root(tmp_path) -> Path:
+    return write_imagenet(tmp_path / "imagenet")
 
 
 def test_image_folder_layout(imagenet_root):
@@ -99,3 +103,34 @@ def test_lcam_command_line_on_imagenet_fixture(imagenet_root, tmp_path):
     (run_dir,) = run_dirs(proc.stdout)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"test/loss", "val/loss/tv", "val/loss/av", "val/loss/ce"} <= set(metrics)
+
+
+def test_class_index_is_imagefolders_whatever_the_listing_order(tmp_path, monkeypatch):
+    """No synset file: class folders created out of order and listed by the file system in
+    reverse order still give torchvision ImageFolder's class index and samples."""
+    from torchvision.datasets import ImageFolder
+
+    wnids = ["n02099601", "n01440764", "n09999999", "n01443537", "n02085620"]  # not sorted
+    root = tmp_path / "imagenet"
+    for c, wnid in enumerate(wnids):
+        for i in range(2):
+            write_jpeg(root / "train" / wnid / f"{wnid}_{i}.JPEG", (40 * c, 50, 100), size=(8, 8))
+    listing = Path.iterdir
+    # whatever order the directory comes in, it is not the sorted one
+    monkeypatch.setattr(Path, "iterdir", lambda self: iter(sorted(listing(self), reverse=True)))
+    dm = ImageNetDataModule(root=str(root))
+    reference = ImageFolder(str(root / "train"))
+    assert dm.class_names == reference.classes == sorted(wnids)
+    assert [(str(path), label) for path, label in dm.dataset("train").samples] == reference.samples
+
+
+def test_synset_file_out_of_order_is_refused(imagenet_root):
+    """The class index is the sorted wnid (docstring, ImageFolder, torchvision's weights); a
+    names file in another order would silently remap the labels."""
+    synsets = imagenet_root / "synset_words.txt"
+    synsets.write_text(f"{WNIDS[1]} goldfish\n{WNIDS[0]} tench\n")
+    with pytest.raises(ValueError, match=rf"synset_words.txt:2: wnid '{WNIDS[0]}' comes after '{WNIDS[1]}'.*sort"):
+        ImageNetDataModule(root=str(imagenet_root))
+    synsets.write_text(f"{WNIDS[0]} tench\n{WNIDS[0]} tench again\n{WNIDS[1]} goldfish\n")
+    with pytest.raises(ValueError, match=rf"synset_words.txt:2: wnid '{WNIDS[0]}' repeats"):
+        ImageNetDataModule(root=str(imagenet_root))
