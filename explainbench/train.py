@@ -58,7 +58,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     data_info = {key: getattr(datamodule, key, None) for key in DATA_INFO_KEYS}
     model = build_method(cfg, datamodule.num_classes, data_name, data_info)
     if cfg.get("ckpt_path"):
-        check_checkpoint_fits(model, cfg.ckpt_path)
+        check_checkpoint_fits(model, cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
+    # Lightning reads checkpoints itself (resume, test): weights-only too, unless trusted
+    weights_only = not cfg.get("trust_checkpoint")
     callbacks = instantiate_named(cfg.get("callbacks"))
     loggers = instantiate_named(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -71,10 +73,17 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     metrics: dict[str, Any] = {}
     if cfg.get("train"):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(
+            model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=weights_only
+        )
         metrics.update(trainer.callback_metrics)
     if cfg.get("test"):
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=checkpoint_to_test(cfg, trainer))
+        trainer.test(
+            model=model,
+            datamodule=datamodule,
+            ckpt_path=checkpoint_to_test(cfg, trainer),
+            weights_only=weights_only,
+        )
         metrics.update(trainer.callback_metrics)
 
     final = to_floats(metrics)

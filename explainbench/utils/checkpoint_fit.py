@@ -8,30 +8,15 @@ train.py stores with every checkpoint (``explainbench_config``, see ``Explainabl
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from .checkpoint import load_checkpoint
+
 # backbone settings that say where weights come from, not what shape they have
 _NOT_ARCHITECTURE = ("weights", "checkpoint")
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint at ``path``, loaded on the CPU with ``weights_only=True`` (tensors and
-    plain containers only: nothing in the file is executed)."""
-    import torch
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"ckpt_path={path} does not exist.")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"Cannot read ckpt_path={path}: {_load_failure(str(err))}") from err
-    if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
-        raise ValueError(f"ckpt_path={path} is not a Lightning checkpoint (it has no state_dict).")
-    return blob
 
 
 def _backbone_settings(config: dict[str, Any] | None) -> dict[str, Any]:
@@ -39,17 +24,6 @@ def _backbone_settings(config: dict[str, Any] | None) -> dict[str, Any]:
     return {
         k: v for k, v in backbone.items() if not k.startswith("_") and k not in _NOT_ARCHITECTURE
     }
-
-
-def _load_failure(message: str) -> str:
-    """The useful part of torch's multi-paragraph ``weights_only`` error."""
-    refused = re.search(r"Unsupported global: GLOBAL (\S+)", message)
-    if refused:
-        return f"it holds a {refused.group(1)}, which weights_only loading refuses."
-    unpickler = re.search(r"WeightsUnpickler error:\s*(.+)", message)
-    if unpickler:
-        return f"not a PyTorch checkpoint, or a damaged one ({unpickler.group(1).strip()})."
-    return message.strip().splitlines()[0] if message.strip() else "unreadable."
 
 
 def describe_architecture(
@@ -86,10 +60,13 @@ def state_dict_mismatch(model: nn.Module, state_dict: dict[str, Any]) -> list[st
     return missing + unexpected + shapes
 
 
-def check_checkpoint_fits(model: nn.Module, path: str | Path) -> None:
+def check_checkpoint_fits(model: nn.Module, path: str | Path, trust: bool = False) -> None:
     """Raise ``ValueError`` naming the checkpoint's and this run's architectures when the
-    weights in ``path`` cannot be loaded into ``model``."""
-    blob = read_checkpoint(path)
+    weights in ``path`` cannot be loaded into ``model``. The file is read weights-only unless
+    ``trust`` (see :func:`~explainbench.utils.checkpoint.load_checkpoint`)."""
+    blob = load_checkpoint(path, trust=trust, what="ckpt_path")
+    if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
+        raise ValueError(f"ckpt_path={path} is not a Lightning checkpoint (it has no state_dict).")
     problems = state_dict_mismatch(model, blob["state_dict"])
     if not problems:
         return
