@@ -85,6 +85,6 @@ def test_unreadable_checkpoint_is_one_clear_error(tmp_path):
     bad.write_bytes(b"\x00garbage")
     cfg = compose_cfg([f"ckpt_path={bad}", *QUIET], tmp_path)
     with pytest.raises(
-        ValueError, match=r"Cannot read ckpt_path=.*garbage.ckpt: not a PyTorch checkpoint"
+        ValueError, match=r"Cannot read ckpt_path '.*garbage.ckpt': not a PyTorch checkpoint"
     ):
         run_unwrapped(cfg)

@@ -84,7 +84,10 @@ def load_checkpoint(
         if refused is None:  # not a pickle at all, or a construct the safe loader cannot read
             reason = str(err) if trust else _unpickler_reason(err)
             hint = "" if trust else f" (if it is a pickle from a source you trust: {TRUST_HINT})"
-            raise ValueError(f"Cannot read {what.lower()} '{path}': {reason}{hint}.") from None
+            raise ValueError(
+                f"Cannot read {what.lower()} '{path}': not a PyTorch checkpoint, or a damaged one "
+                f"({reason}){hint}."
+            ) from None
         raise UntrustedCheckpointError(
             f"{what} '{path}' needs the type '{refused}', which explainbench never writes: loading it "
             f"could run code from the file. If you trust this file, add {TRUST_HINT} to the command."
