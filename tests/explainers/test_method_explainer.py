@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import hydra
 import pytest
@@ -13,8 +12,9 @@ from torch import nn
 
 from explainbench.explainers.base import Explanation
 from explainbench.explainers.method import MethodExplainer
+from explainbench.utils.paths import CONF_DIR
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "explainer"
+CONF = CONF_DIR / "explainers"
 
 
 class ToyMethod(nn.Module):
@@ -151,5 +151,5 @@ def test_wraps_l_cam():
 
 
 def test_config_file_instantiates():
-    explainer = hydra.utils.instantiate(OmegaConf.load(CONF / "method.yaml"))
+    explainer = hydra.utils.instantiate(OmegaConf.load(CONF / "method.yaml").method)
     assert type(explainer) is MethodExplainer and explainer.explain_kwargs == {}
