@@ -37,7 +37,6 @@ def test_console_scripts_are_declared():
     }
 
 
-@pytest.mark.slow
 def test_non_editable_install_trains_from_another_folder(tmp_path):
     """``pip install`` (a wheel, not editable) into a folder of its own, then
     ``explainbench-train debug=fdr`` from an unrelated folder: it finds its configs in the
