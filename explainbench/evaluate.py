@@ -17,10 +17,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks.evaluator import ExplanationEvaluator
-from .callbacks.heatmap_gallery import render_gallery
-from .callbacks.resolve import resolve_explainers, resolve_metrics
-from .utils.instantiate import load_method_checkpoint
+from .evaluation import ExplanationEvaluator, render_gallery
+from .utils.instantiate import instantiate_named_dict, load_method_checkpoint
 from .utils.paths import CONF_DIR
 from .utils.run import task_wrapper, write_metrics
 from .utils.validate import validate_config
@@ -28,10 +26,6 @@ from .utils.writable_paths import check_output_paths
 from .viz import save_figure
 
 log = logging.getLogger("explainbench")
-
-# Column order of the results table; any other metric key follows in its own order.
-COLUMNS = ["ad@100", "ic@100", "ad@50", "ic@50", "ad@15", "ic@15", "deletion", "insertion",
-           "iou_auc", "pointing_game", "far", "fw", "bw", "ms_per_image"]  # fmt: skip
 
 
 def data_config(cfg: DictConfig, stored: dict) -> DictConfig:
@@ -44,14 +38,20 @@ def data_config(cfg: DictConfig, stored: dict) -> DictConfig:
     keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
     if not cfg.get("data_from_checkpoint", True) or "data" in keys or "data" not in stored:
         return cfg.data
-    dotlist = [o.lstrip("+")[len("data."):] for o in overrides if o.lstrip("+").startswith("data.")]
+    dotlist = [
+        o.lstrip("+")[len("data.") :] for o in overrides if o.lstrip("+").startswith("data.")
+    ]
     return OmegaConf.merge(OmegaConf.create(stored["data"]), OmegaConf.from_dotlist(dotlist))
 
 
 def results_table(results: dict[str, dict[str, float]]) -> tuple[list[str], list[list[str]]]:
-    keys = {k for row in results.values() for k in row}
-    columns = [c for c in COLUMNS if c in keys] + sorted(keys - set(COLUMNS))
-    rows = [[name] + [f"{row[c]:.2f}" if c in row else "" for c in columns] for name, row in results.items()]
+    """Rows in the order of the ``explainers`` config, columns in the order of the ``metrics``
+    config (each metric's keys in its own order), ``ms_per_image`` last."""
+    columns = list(dict.fromkeys(k for row in results.values() for k in row))
+    rows = [
+        [name] + [f"{row[c]:.2f}" if c in row else "" for c in columns]
+        for name, row in results.items()
+    ]
     return ["explainer", *columns], rows
 
 
@@ -64,7 +64,9 @@ def write_results(run_dir: Path, results: dict[str, dict[str, float]], command: 
     lines = [f"`{command}`", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     (run_dir / "results.md").write_text("\n".join(lines) + "\n")
-    write_metrics(run_dir, {f"test/{k}/{name}": v for name, row in results.items() for k, v in row.items()})
+    write_metrics(
+        run_dir, {f"test/{k}/{name}": v for name, row in results.items() for k, v in row.items()}
+    )
 
 
 def print_results(results: dict[str, dict[str, float]], title: str) -> None:
@@ -101,8 +103,11 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
             "evaluate on the dataset (and variant) the model was trained on."
         )
     datamodule.setup("test")
-    explainers = resolve_explainers(cfg.explainers, cfg.get("explainer_args"))
-    evaluator = ExplanationEvaluator(explainers, resolve_metrics(cfg.get("metrics")), datamodule.mean, datamodule.std)
+    explainers = instantiate_named_dict(cfg.get("explainers"))
+    if not explainers:
+        raise ValueError("No explainers to evaluate: choose some, e.g. explainers=[gradcam,rise].")
+    metrics = instantiate_named_dict(cfg.get("metrics"))
+    evaluator = ExplanationEvaluator(explainers, metrics, datamodule.mean, datamodule.std)
     evaluator.to(device)
 
     from rich.progress import Progress
@@ -112,9 +117,15 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     with Progress(transient=False) as progress:
         task = progress.add_task("explaining", total=len(loader.dataset))
         for batch in loader:
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            batch = {
+                k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+            }
             if gallery is None:
-                gallery = {k: v[: cfg.gallery_images] for k, v in batch.items() if isinstance(v, torch.Tensor)}
+                gallery = {
+                    k: v[: cfg.gallery_images]
+                    for k, v in batch.items()
+                    if isinstance(v, torch.Tensor)
+                }
             evaluator.update(model, batch)
             progress.advance(task, batch["image"].shape[0])
     results = evaluator.compute()
@@ -124,8 +135,14 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     command = "python evaluate.py " + " ".join(HydraConfig.get().overrides.task)
     write_results(run_dir, results, command)
     if gallery is not None and cfg.gallery_images:
-        fig = render_gallery(model, gallery, explainers, datamodule.mean, datamodule.std,
-                             getattr(datamodule, "class_names", None))
+        fig = render_gallery(
+            model,
+            gallery,
+            explainers,
+            datamodule.mean,
+            datamodule.std,
+            getattr(datamodule, "class_names", None),
+        )
         save_figure(fig, run_dir / "gallery.png")
     print_results(results, f"{len(loader.dataset)} test images, {Path(cfg.ckpt_path).name}")
     print(f"run_dir: {run_dir}", flush=True)

@@ -15,7 +15,6 @@ PY=${PY:-.venv/bin/python}
 RISE_MASKS=${RISE_MASKS:-1000}
 DOCS=${DOCS:-docs/results}  # where the tables go (DOCS=/tmp/x for a quick look)
 EVAL_ARGS=${EVAL_ARGS:-data.subset=500 data.subset_seed=0}
-EVAL_ARGS="+explainer_args.rise.n_masks=$RISE_MASKS $EVAL_ARGS"
 source scripts/results_lib.sh
 
 train classifier
@@ -24,7 +23,8 @@ train lcam_img experiment=an8flower_lcam backbone.checkpoint="$CKPT"
 train lcam_fm experiment=an8flower_lcam method=lcam_fm backbone.checkpoint="$CKPT"
 train lcam_img_ce_only experiment=an8flower_lcam method.ce_only=true backbone.checkpoint="$CKPT"
 
-evaluate posthoc classifier "explainers=[gradcam,gradcampp,scorecam,rise,activation,guided_backprop]"
+evaluate posthoc classifier "explainers=[gradcam,gradcampp,scorecam,rise,activation,guided_backprop]" \
+  "explainers.rise.n_masks=$RISE_MASKS"
 for run in lcam_img lcam_fm lcam_img_ce_only; do
   evaluate "$run" "$run" "explainers=[method]"
 done

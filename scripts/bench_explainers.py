@@ -3,7 +3,7 @@
     python scripts/bench_explainers.py [--batch 2] [--size 224] [--repeats 1] [--device cpu]
                                        [--threads 1] [--chunk 64] [--skip NAME ...]
 
-Times every explainer of ``explainbench.explainers`` that imports (a missing module, e.g. one
+Times every explainer of ``conf/explainers/`` that builds (a missing module, e.g. one
 still being written, is listed as skipped) and the ``grad-cam`` package's GradCAM,
 GradCAMPlusPlus and ScoreCAM on the same model (resnet18 split at layer4, random init with a
 fixed seed: pretrained weights cannot be downloaded here, and speed does not depend on
@@ -56,25 +56,34 @@ CHEAP_REPEATS = 5
 
 
 def ours(name: str, args: argparse.Namespace):
-    """One of our explainers, imported lazily: a missing module is reported, not fatal."""
-    from explainbench.explainers import explainer_class
+    """One of our explainers as ``conf/explainers/<name>.yaml`` configures it, with this
+    benchmark's settings on top; built lazily, so a broken module is reported, not fatal."""
+    import hydra
+    from omegaconf import OmegaConf
+
+    from explainbench.utils.paths import CONF_DIR
+
+    def build(file: str, **settings):
+        entry = OmegaConf.load(CONF_DIR / "explainers" / f"{file}.yaml")[file]
+        return hydra.utils.instantiate(OmegaConf.merge(entry, settings))
 
     chunk = {"batch_size": args.chunk} if args.chunk else {}
     if name == "rise" and args.rise_masks:
-        return explainer_class("rise")(n_masks=args.rise_masks)
+        return build("rise", n_masks=args.rise_masks)
     if name == "gradcampp[pgc]":
-        return explainer_class("gradcampp")(eps=1e-6)
+        return build("gradcampp", eps=1e-6)
     if name == "scorecam":
-        return explainer_class("scorecam")(**chunk)
+        return build("scorecam", **chunk)
     if name.startswith("scorecam[pgc"):
-        return explainer_class("scorecam")(
+        return build(
+            "scorecam",
             **chunk,
             weighting="logit_softmax",
             align_corners=True,
             autocast_dtype="bfloat16" if name.endswith("bf16]") else None,
             compile=name.endswith("compile]"),
         )
-    return explainer_class(name)()
+    return build(name)
 
 
 OURS = ["activation", "gradcam", "gradcampp", "gradcampp[pgc]", "scorecam", "scorecam[pgc]",

@@ -13,8 +13,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from explainbench.utils.paths import CONF_DIR as CONF
+
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 
 # Tiny an8flower splits: a few batches, seconds per run on 2 cores.
 TINY_DATA = ["data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=16"]

@@ -103,6 +103,8 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
     loaded = build_backbone("small_cnn", num_classes=6, checkpoint=path)
     for key, value in trained.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+    # the explicit flag methods that explain a frozen classifier check (L-CAM)
+    assert loaded.has_trained_weights and not trained.has_trained_weights
 
     with pytest.raises(ValueError, match=r"shape mismatch.*classifier\.3\.weight"):
         build_backbone("small_cnn", num_classes=12, checkpoint=path)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-# groups selected from train.yaml / evaluate.yaml; explainer and metrics are used by evaluate
+from explainbench.utils.instantiate import instantiate_named_dict
+
+from .helpers import CONF
+
+# groups selected from train.yaml / evaluate.yaml; explainers and metrics are checked below
 GROUPS = ["data", "backbone", "method", "callbacks", "logger", "trainer", "debug", "experiment", "hparams_search"]
 
 
@@ -58,14 +59,15 @@ def test_unknown_group_option_lists_the_valid_ones():
     assert "resnet18" in str(info.value)
 
 
-@pytest.mark.parametrize("group", ["explainer", "metrics"])
+@pytest.mark.parametrize("group", ["explainers", "metrics"])
 def test_every_explainer_and_metric_config_instantiates(group):
-    """These groups are read by name (callbacks, evaluate.py): every file must build."""
-    from explainbench.callbacks.resolve import resolve_explainers, resolve_metrics
-
+    """Every file of these groups composes as one named entry and builds, in the order given."""
     names = [n for n in options(group) if n != "default"]
-    built = (resolve_explainers if group == "explainer" else resolve_metrics)(names)
-    assert list(built) == names and all(callable(obj) or hasattr(obj, "update") for obj in built.values())
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=None, overrides=[f"+{group}=[{','.join(reversed(names))}]"])
+    built = instantiate_named_dict(cfg[group])
+    assert list(built) == names[::-1] and all(callable(obj) for obj in built.values())
 
 
 def test_evaluate_config_composes(tmp_path):
@@ -75,19 +77,45 @@ def test_evaluate_config_composes(tmp_path):
     assert cfg.task_name == "evaluate" and cfg.data.subset == 100 and cfg.explainers
 
 
-def test_evaluate_metrics_are_a_config_group(tmp_path):
-    """`metrics=[...]` picks files of conf/metrics, `metrics.<name>=null` drops one and
-    `metrics.<name>.<key>=...` changes one; what evaluate.py builds follows."""
-    from explainbench.callbacks.resolve import resolve_metrics
+def compose_evaluate(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("evaluate.yaml", overrides=["ckpt_path=x.ckpt", *overrides])
 
-    def metrics(overrides):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose("evaluate.yaml", overrides=["ckpt_path=x.ckpt", *overrides])
-        return resolve_metrics(cfg.metrics)
 
-    default_names = [n for n in options("metrics") if n != "default"]
-    assert sorted(metrics([])) == sorted(default_names)
-    assert list(metrics(["metrics=[ad_ic,passes]"])) == ["ad_ic", "passes"]
-    assert "iou" not in metrics(["metrics.iou=null"]) and "far" in metrics(["metrics.iou=null"])
-    assert metrics(["metrics.deletion_insertion.n_steps=50"])["deletion_insertion"].n_steps == 50
+@pytest.mark.parametrize("group", ["explainers", "metrics"])
+def test_evaluate_explainers_and_metrics_are_config_groups(group):
+    """`<group>=[...]` picks files in that order, `<group>.<name>=null` drops one and
+    `<group>.<name>.<key>=...` changes one; what evaluate.py builds follows."""
+
+    def built(overrides):
+        return instantiate_named_dict(compose_evaluate(overrides)[group])
+
+    default = [n for n in OmegaConf.load(CONF / group / "default.yaml").defaults if n != "_self_"]
+    assert list(built([])) == default
+    first, second = default[-1], default[0]
+    assert list(built([f"{group}=[{first},{second}]"])) == [first, second]
+    assert list(built([f"{group}.{first}=null"])) == default[:-1]
+
+
+def test_settings_travel_through_hydra_overrides():
+    """Explainers take settings the way metrics do (no side channel)."""
+    cfg = compose_evaluate(["explainers=[method,rise]", "explainers.rise.n_masks=1000",
+                            "metrics.deletion_insertion.n_steps=50"])
+    assert list(cfg.explainers) == ["method", "rise"]
+    assert instantiate_named_dict(cfg.explainers)["rise"].n_masks == 1000
+    assert instantiate_named_dict(cfg.metrics)["deletion_insertion"].n_steps == 50
+
+
+def test_train_composes_explainers_and_metrics_only_for_the_explanation_callbacks(tmp_path):
+    """callbacks=explain selects the same top-level groups evaluate.py uses; the command line
+    chooses them for both callbacks at once."""
+    plain = compose_train([f"hydra.runtime.output_dir={tmp_path}"])
+    assert "explainers" not in plain and "metrics" not in plain
+    cfg = compose_train(["callbacks=explain", "explainers=[gradcam,rise]", "explainers.rise.n_masks=10",
+                         "metrics=[far,passes]", f"hydra.runtime.output_dir={tmp_path}"])
+    metrics_cb, gallery_cb = cfg.callbacks.explanation_metrics, cfg.callbacks.heatmap_gallery
+    assert list(metrics_cb.explainers) == list(gallery_cb.explainers) == ["gradcam", "rise"]
+    assert metrics_cb.explainers.rise.n_masks == 10 and list(metrics_cb.metrics) == ["far", "passes"]
+    default = compose_train(["callbacks=explain", f"hydra.runtime.output_dir={tmp_path}"])
+    assert list(default.explainers) == ["gradcam"] and "ad_ic" in default.metrics

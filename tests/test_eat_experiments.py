@@ -63,10 +63,8 @@ def eat_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("eat")
     cfg = compose_cfg(["experiment=an8flower_eat", "trainer.max_epochs=1", "trainer.accelerator=cpu",
                        "callbacks.model_summary=null", "callbacks=explain",
-                       "callbacks.explanation_metrics.explainers=[method,gradcam]",
-                       "callbacks.explanation_metrics.metrics=[far]",
+                       "explainers=[method,gradcam]", "metrics=[far]",
                        "callbacks.explanation_metrics.max_samples=16",
-                       "callbacks.heatmap_gallery.explainers=[method]",
                        "callbacks.heatmap_gallery.num_images=2", *TINY_DATA], out)
     return out, run(cfg)
 
@@ -109,8 +107,8 @@ def test_far_without_segmentations_is_skipped_with_a_warning(tmp_path):
     """CUB without segmentations/ has no mask: FAR is skipped with a warning, the run goes on."""
     root = write_cub(tmp_path / "data")
     cfg = compose_cfg(["data=cub", "method=eat", f"data.root={root}", *RESNET_FDR[2:], "debug=fdr",
-                       "callbacks=explain", "callbacks.explanation_metrics.explainers=[method]",
-                       "callbacks.explanation_metrics.metrics=[far]", "callbacks.heatmap_gallery=null"],
+                       "callbacks=explain", "explainers=[method]", "metrics=[far]",
+                       "callbacks.heatmap_gallery=null"],
                       tmp_path / "run")
     with pytest.warns(UserWarning, match="far"):
         metrics = run(cfg)

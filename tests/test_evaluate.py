@@ -9,8 +9,10 @@ import warnings
 import pytest
 import torch
 
-from explainbench.callbacks import ExplanationEvaluator
-from explainbench.callbacks.resolve import resolve_explainers, resolve_metrics
+from explainbench.evaluation import ExplanationEvaluator
+from explainbench.explainers.activation import ActivationMap
+from explainbench.explainers.gradcam import GradCAM
+from explainbench.metrics import AverageDropIncrease, ForegroundAttentionRate, PassCount
 from explainbench.train import run
 from explainbench.utils.instantiate import load_method_checkpoint
 
@@ -23,7 +25,7 @@ def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
     cfg = compose_cfg(["trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.model_summary=null",
                        "callbacks=explain",
-                       "callbacks.explanation_metrics.explainers=[gradcam,activation]",
+                       "explainers=[gradcam,activation]",
                        "callbacks.explanation_metrics.max_samples=20",
                        "callbacks.heatmap_gallery.num_images=3", *TINY_DATA], out)
     metrics = run(cfg)
@@ -50,7 +52,7 @@ def test_callback_value_equals_a_direct_evaluation(trained_run):
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("test")
     batch = next(iter(torch.utils.data.DataLoader(dm.dataset("test"), batch_size=20)))
-    evaluator = ExplanationEvaluator(resolve_explainers(["gradcam"]), resolve_metrics(["ad_ic"]), dm.mean, dm.std)
+    evaluator = ExplanationEvaluator({"gradcam": GradCAM()}, {"ad_ic": AverageDropIncrease()}, dm.mean, dm.std)
     evaluator.update(model, batch)
     row = evaluator.compute()["gradcam"]
     # the test ran on the best checkpoint, which with one epoch is the last one
@@ -76,6 +78,21 @@ def test_evaluate_cli_writes_table_csv_and_gallery(trained_run, tmp_path):
     assert "12 test images" in proc.stdout
 
 
+def test_evaluate_table_follows_the_config_order(trained_run, tmp_path):
+    """Rows in the order of `explainers`, columns in the order of `metrics` (each metric's keys
+    in its own order); no column list to keep in step with the metrics."""
+    run_dir, _ = trained_run
+    proc = run_cli("evaluate.py", [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+                                   "explainers=[activation,gradcam]", "explainers.activation.reduction=max",
+                                   "metrics=[passes,far]", "data.subset=4", "gallery_images=0"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out,) = run_dirs(proc.stdout)
+    with open(out / "results.csv") as f:
+        header = next(csv.reader(f))
+    assert header == ["explainer", "fw", "bw", "far", "ms_per_image"]
+    assert [r["explainer"] for r in csv.DictReader(open(out / "results.csv"))] == ["activation", "gradcam"]
+
+
 def test_evaluate_writes_into_an_overridden_output_dir_that_does_not_exist(trained_run, tmp_path):
     run_dir, _ = trained_run
     target = tmp_path / "mine" / "eval"
@@ -92,14 +109,16 @@ def test_unknown_explainer_is_a_clear_error(trained_run, tmp_path):
     proc = run_cli("evaluate.py", [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "explainers=[gradcamm]"],
                    tmp_path)
     assert proc.returncode != 0
-    assert "Unknown explainer 'gradcamm'" in proc.stderr and "gradcampp" in proc.stderr
+    # Hydra's own one-line message for an option that is not a file of the group
+    assert "Could not load 'explainers/gradcamm'" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_metric_needing_a_missing_annotation_is_skipped_with_a_warning():
     from explainbench.utils.image import IMAGENET_MEAN, IMAGENET_STD
 
-    evaluator = ExplanationEvaluator(resolve_explainers(["activation"]), resolve_metrics(["far", "passes"]),
+    evaluator = ExplanationEvaluator({"activation": ActivationMap()},
+                                     {"far": ForegroundAttentionRate(), "passes": PassCount()},
                                      IMAGENET_MEAN, IMAGENET_STD)
     model = _tiny_model()
     batch = {"image": torch.randn(2, 3, 16, 16), "label": torch.tensor([0, 1])}  # no mask

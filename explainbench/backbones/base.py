@@ -38,6 +38,12 @@ class Backbone(nn.Module):
         # "torchvision:<tag>", "checkpoint:<path>" or None (random init); set by build_backbone
         self.source: str | None = None
 
+    @property
+    def has_trained_weights(self) -> bool:
+        """Whether the weights were loaded (torchvision or a checkpoint) rather than randomly
+        initialised: methods that explain a frozen classifier (L-CAM) require it."""
+        return self.source is not None
+
     def features(self, x: Tensor) -> Tensor:
         return self.extractor(x)
 

@@ -1,8 +1,8 @@
-"""Lightning callbacks: progress, explanation metrics and heatmap galleries."""
+"""Lightning callbacks: progress, explanation metrics and heatmap galleries. The benchmark
+engine they call is :mod:`explainbench.evaluation`."""
 
-from .evaluator import ExplanationEvaluator
 from .explanation_metrics import ExplanationMetrics
-from .heatmap_gallery import HeatmapGallery, render_gallery
+from .heatmap_gallery import HeatmapGallery
 from .progress import auto_progress_bar
 
-__all__ = ["ExplanationEvaluator", "ExplanationMetrics", "HeatmapGallery", "auto_progress_bar", "render_gallery"]
+__all__ = ["ExplanationMetrics", "HeatmapGallery", "auto_progress_bar"]

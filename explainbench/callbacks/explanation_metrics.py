@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from .evaluator import ExplanationEvaluator
-from .resolve import resolve_explainers, resolve_metrics
+from ..evaluation import ExplanationEvaluator
+from ..utils.instantiate import instantiate_named_dict
 
 
 class ExplanationMetrics(Callback):
@@ -18,10 +18,10 @@ class ExplanationMetrics(Callback):
     ``{stage}/{metric}/{explainer}`` (e.g. ``test/ad@15/gradcam``).
 
     Args:
-        explainers: names from ``conf/explainer/`` (``[gradcam, scorecam]``), or a dict
-            name → explainer config/object. ``method`` uses the model's own ``explain()``.
-        metrics: names from ``conf/metrics/`` or a dict name → metric config/object;
-            ``None`` = ``conf/metrics/default.yaml``.
+        explainers: name → explainer (or its ``_target_`` config), in table order: the
+            composed ``explainers`` group (``explainers=[gradcam,scorecam]``). ``method`` uses
+            the model's own ``explain()``. ``None`` entries are skipped.
+        metrics: name → metric *prototype* (or its config): the composed ``metrics`` group.
         max_samples: images per stage and process (the first ones of the loader).
         every_n_epochs: run on validation every n epochs (test always runs).
         stages: which of ``val`` / ``test``.
@@ -32,8 +32,8 @@ class ExplanationMetrics(Callback):
 
     def __init__(
         self,
-        explainers: Any = ("gradcam",),
-        metrics: Any = None,
+        explainers: Mapping[str, Any],
+        metrics: Mapping[str, Any],
         max_samples: int = 256,
         every_n_epochs: int = 1,
         stages: Sequence[str] = ("val", "test"),
@@ -41,8 +41,8 @@ class ExplanationMetrics(Callback):
         bad = set(stages) - {"val", "test"}
         if bad:
             raise ValueError(f"ExplanationMetrics stages must be 'val' and/or 'test', got {sorted(bad)}.")
-        self.explainer_spec = explainers
-        self.metric_spec = metrics
+        self.explainers = instantiate_named_dict(explainers)
+        self.metrics = instantiate_named_dict(metrics)
         self.max_samples = max_samples
         self.every_n_epochs = max(1, every_n_epochs)
         self.stages = tuple(stages)
@@ -54,8 +54,8 @@ class ExplanationMetrics(Callback):
             return
         datamodule = trainer.datamodule
         self.evaluator = ExplanationEvaluator(
-            resolve_explainers(self.explainer_spec),
-            resolve_metrics(self.metric_spec),
+            self.explainers,
+            self.metrics,
             mean=getattr(datamodule, "mean", (0.485, 0.456, 0.406)),
             std=getattr(datamodule, "std", (0.229, 0.224, 0.225)),
         )

@@ -2,56 +2,18 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
 
-from ..utils.image import denormalize
-from ..viz import figure_to_array, gallery_figure, save_figure
-from .evaluator import _copy_for_autograd
-from .resolve import resolve_explainers
-
-
-def render_gallery(
-    model: torch.nn.Module,
-    batch: Mapping[str, Tensor],
-    explainers: Mapping[str, Any],
-    mean,
-    std,
-    class_names: list[str] | None = None,
-):
-    """Explain ``batch`` with each explainer and lay the overlays out in one figure.
-
-    A model with ``gallery_extras(x) -> (texts, maps)`` (EAT: its sentence and attribute maps)
-    adds a text line under each caption and its own map columns after the explainers'.
-    """
-    texts: list[str] = []
-    with torch.inference_mode(False):
-        batch = _copy_for_autograd(batch)
-        x = batch["image"]
-        maps = {name: explainer(model, x).saliency.detach().cpu() for name, explainer in explainers.items()}
-        extras = getattr(model, "gallery_extras", None)
-        if callable(extras):
-            texts, own_maps = extras(x)
-            maps.update({name: m.detach().cpu() for name, m in own_maps.items()})
-        with torch.no_grad():
-            pred = model(x).argmax(1).cpu()
-    label = batch["label"].cpu()
-
-    def name(i: int) -> str:
-        return class_names[i] if class_names else str(i)
-
-    captions = [f"y={name(int(t))}\np={name(int(p))}" for t, p in zip(label, pred, strict=True)]
-    if texts:  # wrapped narrow enough to sit beside one image row
-        captions = [c + "\n" + textwrap.fill(t, 28) for c, t in zip(captions, texts, strict=True)]
-    return gallery_figure(denormalize(x.detach().cpu(), mean, std), maps, captions)
+from ..evaluation import render_gallery
+from ..utils.instantiate import instantiate_named_dict
+from ..viz import figure_to_array, save_figure
 
 
 class HeatmapGallery(Callback):
@@ -60,24 +22,20 @@ class HeatmapGallery(Callback):
     ``<run_dir>/gallery/``.
 
     Args:
-        explainers: names from ``conf/explainer/`` or a dict name → config/object.
+        explainers: name → explainer (or its ``_target_`` config): the composed
+            ``explainers`` group, one gallery column each (``None`` entries are skipped).
         num_images: rows of the gallery.
         every_n_epochs: how often during validation (the test gallery is always drawn).
         dirpath: where PNGs go (default: the trainer's ``default_root_dir``/gallery).
     """
 
-    def __init__(self, explainers: Any = ("gradcam",), num_images: int = 8, every_n_epochs: int = 5,
+    def __init__(self, explainers: Mapping[str, Any], num_images: int = 8, every_n_epochs: int = 5,
                  dirpath: str | None = None) -> None:
-        self.explainer_spec = explainers
+        self.explainers = instantiate_named_dict(explainers)
         self.num_images = num_images
         self.every_n_epochs = max(1, every_n_epochs)
         self.dirpath = dirpath
-        self.explainers: dict[str, Any] | None = None
         self._images: dict[str, dict[str, Tensor]] = {}
-
-    def setup(self, trainer, pl_module, stage) -> None:
-        if self.explainers is None:
-            self.explainers = resolve_explainers(self.explainer_spec)
 
     def _keep(self, stage: str, batch: dict) -> None:
         if stage not in self._images:  # fixed: the first images of the loader, every epoch

@@ -77,6 +77,13 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
             "explainer instead (e.g. explainer=gradcam)."
         )
 
+    def gallery_extras(self, x: Tensor) -> tuple[list[str], dict[str, Tensor]]:
+        """What the method adds to a heatmap gallery (:func:`~explainbench.evaluation.render_gallery`):
+        one text per image, shown under its caption, and named ``[B,1,H,W]`` maps in ``[0, 1]``,
+        shown as columns after the explainers'. None by default; EAT adds its sentence and the
+        maps of its top attributes."""
+        return [], {}
+
     # -- what subclasses implement ---------------------------------------------------------
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Return ``(logits, terms)``: the logits used for accuracy and the named, already

@@ -299,8 +299,8 @@ class EAT(ExplainableMethod):
         return AttributeExplanation(target, scores, top, names, sentences, probs, category, maps)
 
     def gallery_extras(self, x: Tensor) -> tuple[list[str], dict[str, Tensor]]:
-        """For :func:`~explainbench.callbacks.heatmap_gallery.render_gallery`: each image's
-        sentence and the maps of its top attributes (columns ``attr 1..k``)."""
+        """Each image's sentence and the maps of its top attributes (columns ``attr 1..k``);
+        see :meth:`ExplainableMethod.gallery_extras`."""
         explanation = self.explain_attributes(x)
         maps = {f"attr {j + 1}": explanation.attribute_maps[:, j : j + 1] for j in range(explanation.top.shape[1])}
         return explanation.sentences, maps

@@ -91,7 +91,7 @@ class LCAM(ExplainableMethod):
             raise ValueError(f"L-CAM variant must be 'fm' or 'img', got '{variant}'.")
         if target_source not in ("model", "label"):
             raise ValueError(f"target_source must be 'model' or 'label', got '{target_source}'.")
-        if getattr(backbone, "source", None) is None:
+        if not backbone.has_trained_weights:
             raise ValueError(
                 "L-CAM explains a trained, frozen classifier, but the backbone has no weights. Set "
                 "backbone.weights=IMAGENET1K_V1 (torchvision, from the torch hub cache) or "

@@ -1,8 +1,10 @@
-"""Explanation metrics: torchmetrics classes with sum/count state (DDP-safe), one registry.
+"""Explanation metrics: torchmetrics classes with sum/count state (DDP-safe).
 
-``build_metric("far", mask_key="part_mask")`` builds one by name; ``METRICS`` lists them. Every
-metric takes ``update_batch(model, batch, explanation)`` and returns a dict of scalars from
-``compute()`` (``NoSamplesError`` when it has evaluated nothing).
+Each is one module here and one named entry in ``conf/metrics/<name>.yaml`` (its ``_target_``
+is the class in its module); the composed ``metrics`` group is what gets built, so there is
+no registry to keep in step. Every metric takes ``update_batch(model, batch, explanation)``
+and returns a dict of scalars from ``compute()`` (``NoSamplesError`` when it has evaluated
+nothing). The classes below are re-exported for use from Python.
 """
 
 from __future__ import annotations
@@ -15,32 +17,7 @@ from explainbench.metrics.iou import MaskIoU
 from explainbench.metrics.pass_count import PassCount
 from explainbench.metrics.pointing_game import PointingGame
 
-METRICS: dict[str, type[ExplanationMetric]] = {
-    cls.name: cls
-    for cls in (
-        AverageDropIncrease,
-        DeletionInsertion,
-        ForegroundAttentionRate,
-        MaskIoU,
-        PointingGame,
-        PassCount,
-    )
-}
-
-
-def build_metric(name: str, **kwargs) -> ExplanationMetric:
-    """Build the metric registered as ``name`` (see ``METRICS``) with constructor ``kwargs``."""
-    try:
-        cls = METRICS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown metric {name!r}; valid names: {', '.join(sorted(METRICS))}"
-        ) from None
-    return cls(**kwargs)
-
-
 __all__ = [
-    "METRICS",
     "AverageDropIncrease",
     "DeletionInsertion",
     "ExplanationMetric",
@@ -49,6 +26,5 @@ __all__ = [
     "NoSamplesError",
     "PassCount",
     "PointingGame",
-    "build_metric",
     "keep_top_fraction",
 ]

@@ -1,5 +1,5 @@
-"""Where the repository's configs live (the package is installed in editable mode from the repo)."""
+"""Where the configs live: inside the package, so an installed (non-editable) package has them."""
 
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"

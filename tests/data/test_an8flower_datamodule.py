@@ -16,7 +16,7 @@ from explainbench.data.an8flower import hflip_sample
 from explainbench.data.an8flower_render import CENTRE, LANDMARK_NAMES, LEAVES
 from explainbench.utils.image import IMAGENET_MEAN, IMAGENET_STD, denormalize
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
+CONF = Path(__file__).resolve().parents[2] / "explainbench" / "conf" / "data"
 TINY = {"train_size": 40, "val_size": 20, "test_size": 30, "batch_size": 16}
 
 

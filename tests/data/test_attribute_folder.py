@@ -13,7 +13,7 @@ from PIL import Image
 
 from explainbench.data.attribute_folder import AttributeFolderDataModule
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
+CONF = Path(__file__).resolve().parents[2] / "explainbench" / "conf" / "data"
 CLASSES = ["a320", "b737", "cessna_172"]  # sorted: the label order
 # rows deliberately not in label order; floats to test both attribute modes
 CSV = (

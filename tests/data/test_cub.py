@@ -15,7 +15,7 @@ from torchvision import tv_tensors
 from explainbench.data.attribute_common import JointTransform
 from explainbench.data.cub import CUBDataModule
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
+CONF = Path(__file__).resolve().parents[2] / "explainbench" / "conf" / "data"
 CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
 ATTRIBUTES = [
     "has_bill_shape::curved_(up_or_down)",

@@ -14,7 +14,7 @@ from PIL import Image
 
 from explainbench.data.sun_attribute import SUNAttributeDataModule, mat_strings
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
+CONF = Path(__file__).resolve().parents[2] / "explainbench" / "conf" / "data"
 ATTRIBUTES = ["sailing/ boating", "natural light", "enclosed area"]
 # (relative path, labels_cv row); classes: abbey x4, airplane_cabin x1, apartment_building
 # outdoor x2 (nested folder), bakery shop x1 (letter folder "b")

@@ -9,7 +9,6 @@ for the resampled backward.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import hydra
 import pytest
@@ -25,9 +24,10 @@ from explainbench.explainers.backprop import (
     backprop_rules,
     stride_fix_conv2d,
 )
+from explainbench.utils.paths import CONF_DIR
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "explainer"
-EXPLAINERS = {"guided": GuidedBackprop, "deconvnet": Deconvnet}
+CONF = CONF_DIR / "explainers"
+RULES = {"guided": GuidedBackprop, "deconvnet": Deconvnet}
 
 
 def images(batch: int = 2, size: int | tuple[int, int] = 32, seed: int = 0) -> torch.Tensor:
@@ -109,25 +109,25 @@ ONE_PIXEL = torch.tensor([1.0, 0, 0]).view(1, 3, 1, 1)
 
 
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
-@pytest.mark.parametrize("rule", list(EXPLAINERS))
+@pytest.mark.parametrize("rule", list(RULES))
 def test_rules_by_hand_for_modules_inplace_and_functional_relus(rule, activation):
     model = one_hidden_layer(ACTIVATIONS[activation]())
-    ex = EXPLAINERS[rule]()(model, ONE_PIXEL, target=0)
+    ex = RULES[rule]()(model, ONE_PIXEL, target=0)
     torch.testing.assert_close(ex.extras["gradient"].flatten(), torch.tensor(HAND[rule]))
     assert ex.forward_passes == 1.0 and ex.backward_passes == 1.0
     if activation.startswith("module"):  # modules are patched themselves, not via F.relu
-        ex = EXPLAINERS[rule](functional=False)(model, ONE_PIXEL, target=0)
+        ex = RULES[rule](functional=False)(model, ONE_PIXEL, target=0)
         torch.testing.assert_close(ex.extras["gradient"].flatten(), torch.tensor(HAND[rule]))
 
 
-@pytest.mark.parametrize("rule", list(EXPLAINERS))
+@pytest.mark.parametrize("rule", list(RULES))
 def test_functional_false_and_tensor_method_relu_keep_the_plain_gradient(rule):
     """The documented limitation: what is not patched back-propagates the ordinary gradient."""
     not_patched = one_hidden_layer(FunctionalReLU(F.relu))
-    ex = EXPLAINERS[rule](functional=False)(not_patched, ONE_PIXEL, target=0)
+    ex = RULES[rule](functional=False)(not_patched, ONE_PIXEL, target=0)
     torch.testing.assert_close(ex.extras["gradient"].flatten(), torch.tensor(HAND["plain"]))
     method = one_hidden_layer(FunctionalReLU(lambda x: x.relu()))
-    ex = EXPLAINERS[rule]()(method, ONE_PIXEL, target=0)
+    ex = RULES[rule]()(method, ONE_PIXEL, target=0)
     torch.testing.assert_close(ex.extras["gradient"].flatten(), torch.tensor(HAND["plain"]))
 
 
@@ -179,13 +179,13 @@ def hooked_reference(model: nn.Module, x: torch.Tensor, target: torch.Tensor, ru
     return grad
 
 
-@pytest.mark.parametrize("rule", list(EXPLAINERS))
+@pytest.mark.parametrize("rule", list(RULES))
 @pytest.mark.parametrize("net", ["toy", "resnet18"])
 def test_matches_backward_hook_reference(rule, net):
     model = toy() if net == "toy" else resnet18()
     x = images(batch=2, size=32, seed=1)
     target = torch.tensor([1, 3])
-    ex = EXPLAINERS[rule]()(model, x, target)
+    ex = RULES[rule]()(model, x, target)
     expected = hooked_reference(model, x, target, rule)
     torch.testing.assert_close(ex.extras["gradient"], expected, atol=1e-6, rtol=1e-4)
     expected_map = expected.abs().amax(dim=1, keepdim=True)
@@ -314,11 +314,11 @@ def test_stride_fix_is_stride_one_backward_of_the_resized_signal(
     torch.testing.assert_close(got_b, exp_b)
 
 
-@pytest.mark.parametrize("rule", list(EXPLAINERS))
+@pytest.mark.parametrize("rule", list(RULES))
 def test_stride_fix_on_resnet18_weakens_the_stride_periodic_pattern(rule):
     model, x = resnet18(), images(batch=1, size=32, seed=5)
-    fixed = EXPLAINERS[rule](stride_fix=True)(model, x, 1)
-    plain = EXPLAINERS[rule](stride_fix=False)(model, x, 1)
+    fixed = RULES[rule](stride_fix=True)(model, x, 1)
+    plain = RULES[rule](stride_fix=False)(model, x, 1)
     assert fixed.saliency.shape == (1, 1, 32, 32)
     assert not torch.allclose(fixed.extras["gradient"], plain.extras["gradient"])
     # With the stride-2 stem conv's backward resampled, the input gradient has no 2-periodic
@@ -346,14 +346,14 @@ def patched_leftovers(model: nn.Module) -> list[str]:
 ORIGINALS = (F.relu, F.relu_, torch.relu, torch.relu_)
 
 
-@pytest.mark.parametrize("rule", list(EXPLAINERS))
+@pytest.mark.parametrize("rule", list(RULES))
 @pytest.mark.parametrize("stride_fix", [False, True])
 def test_contract_and_no_side_effects(rule, stride_fix):
     model = resnet18()
     model.extractor[4].train()  # a mixed train/eval state must survive untouched
     modes = [m.training for m in model.modules()]
     x = images(batch=3, size=(32, 40), seed=2)
-    ex = EXPLAINERS[rule](stride_fix=stride_fix)(model, x)
+    ex = RULES[rule](stride_fix=stride_fix)(model, x)
     assert ex.saliency.shape == (3, 1, 32, 40) and ex.saliency.dtype == x.dtype
     assert ex.saliency.min() >= 0 and ex.saliency.max() <= 1
     torch.testing.assert_close(ex.saliency.amax(dim=(1, 2, 3)), torch.ones(3))
@@ -366,9 +366,9 @@ def test_contract_and_no_side_effects(rule, stride_fix):
         assert torch.equal(ex.target, model(x).argmax(1))
 
 
-@pytest.mark.parametrize("rule", list(EXPLAINERS))
+@pytest.mark.parametrize("rule", list(RULES))
 def test_targets_batches_and_errors(rule, plain_model):
-    model, explainer = toy(), EXPLAINERS[rule]()
+    model, explainer = toy(), RULES[rule]()
     x = images(batch=3, size=24, seed=6)
     top1 = model(x).argmax(1)
     assert torch.equal(explainer(model, x).target, top1)
@@ -390,15 +390,15 @@ def test_targets_batches_and_errors(rule, plain_model):
         explainer(plain_model, x)
 
 
-@pytest.mark.parametrize("rule", list(EXPLAINERS))
+@pytest.mark.parametrize("rule", list(RULES))
 @pytest.mark.parametrize("outer", ["inference_mode", "no_grad"])
 def test_works_under_lightning_style_no_grad(rule, outer):
     model, x = toy(), images(batch=2, size=24, seed=7)
-    expected = EXPLAINERS[rule]()(model, x, 2).saliency
+    expected = RULES[rule]()(model, x, 2).saliency
     context = torch.inference_mode() if outer == "inference_mode" else torch.no_grad()
     with context:
         x_inner = x.clone()  # created inside: an inference tensor in inference mode
-        got = EXPLAINERS[rule]()(model, x_inner, 2).saliency
+        got = RULES[rule]()(model, x_inner, 2).saliency
     torch.testing.assert_close(got, expected)
 
 
@@ -412,9 +412,9 @@ def test_frozen_parameters_are_fine():
     "name,cls", [("guided_backprop", GuidedBackprop), ("deconvnet", Deconvnet)]
 )
 def test_config_files_instantiate(name, cls):
-    explainer = hydra.utils.instantiate(OmegaConf.load(CONF / f"{name}.yaml"))
+    explainer = hydra.utils.instantiate(OmegaConf.load(CONF / f"{name}.yaml")[name])
     assert type(explainer) is cls and explainer.stride_fix is False
-    override = OmegaConf.merge(OmegaConf.load(CONF / f"{name}.yaml"), {"stride_fix": True})
+    override = OmegaConf.merge(OmegaConf.load(CONF / f"{name}.yaml")[name], {"stride_fix": True})
     assert hydra.utils.instantiate(override).stride_fix is True
 
 

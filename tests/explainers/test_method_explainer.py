@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import hydra
 import pytest
@@ -13,8 +12,9 @@ from torch import nn
 
 from explainbench.explainers.base import Explanation
 from explainbench.explainers.method import MethodExplainer
+from explainbench.utils.paths import CONF_DIR
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "explainer"
+CONF = CONF_DIR / "explainers"
 
 
 class ToyMethod(nn.Module):
@@ -129,6 +129,15 @@ def test_base_method_without_built_in_explanation_says_so():
         MethodExplainer()(method, images(size=32))
 
 
+def test_base_method_adds_nothing_to_a_gallery():
+    """``gallery_extras`` is declared on the base class: no texts and no extra map columns."""
+    from explainbench.backbones import build_backbone
+    from explainbench.methods.base import ExplainableMethod
+
+    method = ExplainableMethod(build_backbone("small_cnn", num_classes=3, widths=(4, 4, 8, 8)))
+    assert method.gallery_extras(images(size=32)) == ([], {})
+
+
 def test_wraps_l_cam():
     """End to end with a real learned explainer: same result as calling explain directly."""
     from explainbench.backbones import build_backbone
@@ -151,5 +160,5 @@ def test_wraps_l_cam():
 
 
 def test_config_file_instantiates():
-    explainer = hydra.utils.instantiate(OmegaConf.load(CONF / "method.yaml"))
+    explainer = hydra.utils.instantiate(OmegaConf.load(CONF / "method.yaml").method)
     assert type(explainer) is MethodExplainer and explainer.explain_kwargs == {}

@@ -8,7 +8,6 @@ its own forward pass, so it shares no code path with the chunked implementation.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import hydra
 import pytest
@@ -19,8 +18,9 @@ from torch import nn
 
 from explainbench.backbones.base import Backbone
 from explainbench.explainers.rise import RISE, draw_grids, render_masks, rise_masks
+from explainbench.utils.paths import CONF_DIR
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "explainer"
+CONF = CONF_DIR / "explainers"
 
 
 def images(batch: int = 2, size: int | tuple[int, int] = 16, seed: int = 0) -> torch.Tensor:
@@ -256,7 +256,7 @@ def test_bad_arguments(kwargs):
 
 
 def test_config_file_instantiates_with_the_l_cam_defaults():
-    cfg = OmegaConf.load(CONF / "rise.yaml")
+    cfg = OmegaConf.load(CONF / "rise.yaml").rise
     rise = hydra.utils.instantiate(cfg)
     assert type(rise) is RISE
     assert (rise.n_masks, rise.grid_size, rise.p, rise.seed) == (4000, 7, 0.5, 0)

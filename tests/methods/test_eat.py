@@ -266,7 +266,7 @@ def test_category_depth_zero_keeps_the_backbone_head():
 
 # -- wiring with the data ----------------------------------------------------------------------
 def method_cfg(**overrides):
-    cfg = OmegaConf.load(Path(__file__).parents[2] / "conf" / "method" / "eat.yaml")
+    cfg = OmegaConf.load(Path(__file__).parents[2] / "explainbench" / "conf" / "method" / "eat.yaml")
     cfg.scheduler = None
     return OmegaConf.create({"method": OmegaConf.merge(cfg, overrides), "data": {"name": "x"},
                              "backbone": {"_target_": "explainbench.backbones.build_backbone",

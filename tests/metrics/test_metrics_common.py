@@ -1,19 +1,22 @@
-"""What every metric shares: registry, empty compute, DDP-safe state, configs, #FW/#BW."""
+"""What every metric shares: empty compute, DDP-safe state, configs, #FW/#BW.
+
+Parametrised over conf/metrics/*.yaml, so a new metric (one module + one YAML) is held to the
+same checks without editing this file."""
 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
+import hydra
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from omegaconf import OmegaConf
 from torchmetrics.utilities.data import dim_zero_sum
 
 from explainbench.explainers.base import Explanation
 from explainbench.metrics import (
-    METRICS,
     AverageDropIncrease,
     DeletionInsertion,
     ExplanationMetric,
@@ -22,20 +25,16 @@ from explainbench.metrics import (
     NoSamplesError,
     PassCount,
     PointingGame,
-    build_metric,
 )
 from explainbench.utils.image import IMAGENET_MEAN, IMAGENET_STD, denormalize
+from explainbench.utils.paths import CONF_DIR as CONF
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
-# small, fast settings for each registered metric
-KWARGS = {
-    "ad_ic": {},
-    "deletion_insertion": {"n_steps": 5, "steps_per_forward": 2},
-    "far": {},
-    "iou": {"mask_key": "mask"},
-    "pointing_game": {"tolerance": 30.0},
-    "passes": {},
-}
+NAMES = sorted(p.stem for p in (CONF / "metrics").glob("*.yaml") if p.stem != "default")
+
+
+def metric_from_config(name: str) -> ExplanationMetric:
+    """The metric of ``conf/metrics/<name>.yaml``, as configured."""
+    return hydra.utils.instantiate(OmegaConf.load(CONF / "metrics" / f"{name}.yaml")[name])
 
 
 class MeanModel(torch.nn.Module):
@@ -75,19 +74,23 @@ def _values(metric):
     return {k: v.item() for k, v in metric.compute().items()}
 
 
-def test_registry_and_build_metric():
-    assert set(METRICS) == set(KWARGS)
-    for name, cls in METRICS.items():
-        assert cls.name == name and issubclass(cls, ExplanationMetric)
-    far = build_metric("far", mask_key="part_mask")
-    assert isinstance(far, ForegroundAttentionRate) and far.required_keys == ("part_mask",)
-    with pytest.raises(KeyError, match="valid names: ad_ic, deletion_insertion, far, iou"):
-        build_metric("farr")
+@pytest.mark.parametrize("name", NAMES)
+def test_every_file_is_one_named_entry_that_builds_a_metric(name):
+    cfg = OmegaConf.load(CONF / "metrics" / f"{name}.yaml")
+    assert list(cfg) == [name], f"conf/metrics/{name}.yaml must hold one entry named '{name}'"
+    metric = metric_from_config(name)
+    # its own name is the file's: warnings and errors about it name what the user typed
+    assert isinstance(metric, ExplanationMetric) and metric.name == name
 
 
-@pytest.mark.parametrize("name", sorted(KWARGS))
+def test_default_metrics_are_files_of_the_group():
+    defaults = OmegaConf.load(CONF / "metrics" / "default.yaml").defaults
+    assert set(defaults) - {"_self_"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_compute_without_samples_raises(name):
-    metric = build_metric(name, **KWARGS[name])
+    metric = metric_from_config(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchmetrics warns about compute before update
         with pytest.raises(NoSamplesError, match="no evaluated"):
@@ -114,18 +117,18 @@ def test_missing_annotations():
     assert PointingGame(mask_key="part_mask").missing_annotations(keys | {"part_mask"}) == []
 
 
-@pytest.mark.parametrize("name", sorted(KWARGS))
+@pytest.mark.parametrize("name", NAMES)
 def test_split_and_merged_states_equal_single_instance(name):
     # DDP reduces states by summing; merge_state does the same between two local instances.
     batch, expl = _batch()
     model = MeanModel()
-    single = build_metric(name, **KWARGS[name])
+    single = metric_from_config(name)
     single.update_batch(model, batch, expl)
-    a, b = build_metric(name, **KWARGS[name]), build_metric(name, **KWARGS[name])
+    a, b = metric_from_config(name), metric_from_config(name)
     a.update_batch(model, *_half(batch, expl, slice(0, 2)))
     b.update_batch(model, *_half(batch, expl, slice(2, None)))
     # by hand: a state-wise sum (what all_reduce(SUM) does) ...
-    summed = build_metric(name, **KWARGS[name])
+    summed = metric_from_config(name)
     for state in single._defaults:
         setattr(summed, state, getattr(a, state) + getattr(b, state))
     summed._update_count = 1  # states were set by hand, not by update()
@@ -172,7 +175,7 @@ def _ddp_worker(rank: int, init_file: str, queue) -> None:
         sl = slice(0, 2) if rank == 0 else slice(2, None)
         out = {}
         for name in ("ad_ic", "far", "pointing_game", "iou"):
-            metric = build_metric(name, **KWARGS[name])
+            metric = metric_from_config(name)
             metric.update_batch(MeanModel(), *_half(batch, expl, sl))
             out.update(_values(metric))
         queue.put((rank, out))
@@ -184,7 +187,7 @@ def test_ddp_sync_equals_single_process(tmp_path):
     batch, expl = _batch()
     expected = {}
     for name in ("ad_ic", "far", "pointing_game", "iou"):
-        metric = build_metric(name, **KWARGS[name])
+        metric = metric_from_config(name)
         metric.update_batch(MeanModel(), batch, expl)
         expected.update(_values(metric))
     # fork: the children inherit the imports (spawn re-imports torch, ~15 s on 2 cores)
@@ -211,10 +214,11 @@ def test_metric_configs_compose_and_instantiate():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name=None, overrides=["+metrics=default"])
         names = list(cfg.metrics)
-        assert names == ["ad_ic", "deletion_insertion", "far", "iou", "pointing_game", "passes"]
+        # the order of the results table's columns
+        assert names == ["ad_ic", "deletion_insertion", "iou", "pointing_game", "far", "passes"]
         for name in names:
             metric = instantiate(cfg.metrics[name], mean=[0.5] * 3, std=[0.5] * 3)
-            assert type(metric) is METRICS[name] and metric.mean == (0.5, 0.5, 0.5)
+            assert metric.name == name and metric.mean == (0.5, 0.5, 0.5)
         # one file per metric, each a named entry; a subset composes the same way
         for path in sorted((CONF / "metrics").glob("*.yaml")):
             if path.stem != "default":
@@ -226,16 +230,16 @@ def test_metric_configs_compose_and_instantiate():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("name", sorted(KWARGS))
+@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("metric_device", ["cuda", "cpu"])
 def test_cuda_matches_cpu(name, metric_device):
     # The batch and model on the GPU; the metric state on the GPU or left on the CPU.
     batch, expl = _batch(n=8, size=32)
-    cpu = build_metric(name, **KWARGS[name])
+    cpu = metric_from_config(name)
     cpu.update_batch(MeanModel(), batch, expl)
     gpu_batch = {k: v.cuda() for k, v in batch.items()}
     fw = expl.forward_passes.cuda()
     gpu_expl = Explanation(expl.saliency.cuda(), expl.target.cuda(), fw, expl.backward_passes)
-    metric = build_metric(name, **KWARGS[name]).to(metric_device)
+    metric = metric_from_config(name).to(metric_device)
     metric.update_batch(MeanModel().cuda(), gpu_batch, gpu_expl)
     assert _values(metric) == pytest.approx(_values(cpu), abs=1e-4)

@@ -1,5 +1,6 @@
 """Running explainers × metrics over batches: shared by the ExplanationMetrics callback and
-evaluate.py, so a number in a training log and in an evaluation table mean the same thing."""
+evaluate.py, so a number in a training log and in an evaluation table mean the same thing.
+Pure torch (no Lightning): the callbacks call it from their hooks."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ..explainers.base import Explanation
 from ..metrics.base import NoSamplesError
 
 
-def _copy_for_autograd(batch: Mapping[str, Any]) -> dict[str, Any]:
+def copy_for_autograd(batch: Mapping[str, Any]) -> dict[str, Any]:
     """Batches produced inside Lightning's inference mode cannot enter autograd; clones made
     outside inference mode can."""
     return {k: v.clone() if isinstance(v, Tensor) else v for k, v in batch.items()}
@@ -70,7 +71,7 @@ class ExplanationEvaluator:
         Returns the explanations (for galleries).
         """
         with torch.inference_mode(False):
-            batch = _copy_for_autograd(batch)
+            batch = copy_for_autograd(batch)
             x = batch["image"]
             explanations = {}
             for name, explainer in self.explainers.items():

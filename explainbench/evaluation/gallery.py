@@ -1,0 +1,56 @@
+"""The heatmap gallery: the same few images with one overlay per explainer, as a figure.
+
+Drawn by the HeatmapGallery callback during training and by evaluate.py (``gallery.png``).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..utils.image import denormalize
+from ..viz import gallery_figure
+from .evaluator import copy_for_autograd
+
+
+def render_gallery(
+    model: torch.nn.Module,
+    batch: Mapping[str, Tensor],
+    explainers: Mapping[str, Any],
+    mean,
+    std,
+    class_names: list[str] | None = None,
+):
+    """Explain ``batch`` with each explainer and lay the overlays out in one figure.
+
+    A method adds its own content through ``ExplainableMethod.gallery_extras(x) -> (texts, maps)``
+    (EAT: its sentence under each caption and its attribute maps as extra columns); the base
+    class returns none. A plain backbone has no such hook and gets the explainers' columns only.
+    """
+    texts: list[str] = []
+    with torch.inference_mode(False):
+        batch = copy_for_autograd(batch)
+        x = batch["image"]
+        maps = {
+            name: explainer(model, x).saliency.detach().cpu()
+            for name, explainer in explainers.items()
+        }
+        extras = getattr(model, "gallery_extras", None)
+        if extras is not None:
+            texts, own_maps = extras(x)
+            maps.update({name: m.detach().cpu() for name, m in own_maps.items()})
+        with torch.no_grad():
+            pred = model(x).argmax(1).cpu()
+    label = batch["label"].cpu()
+
+    def name(i: int) -> str:
+        return class_names[i] if class_names else str(i)
+
+    captions = [f"y={name(int(t))}\np={name(int(p))}" for t, p in zip(label, pred, strict=True)]
+    if texts:  # wrapped narrow enough to sit beside one image row
+        captions = [c + "\n" + textwrap.fill(t, 28) for c, t in zip(captions, texts, strict=True)]
+    return gallery_figure(denormalize(x.detach().cpu(), mean, std), maps, captions)
