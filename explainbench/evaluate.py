@@ -33,7 +33,9 @@ log = logging.getLogger("explainbench")
 _MISSING = object()  # OmegaConf.select's answer for a key that is absent (None is a value)
 
 
-def data_config(cfg: DictConfig, build_config: dict, overrides: list[str] | None = None) -> DictConfig:
+def data_config(
+    cfg: DictConfig, build_config: dict, overrides: list[str] | None = None
+) -> DictConfig:
     """The checkpoint's own data config with this command line's ``data.*`` overrides on top
     (``overrides``: default the Hydra task's); choosing another dataset (``data=...``) or
     ``data_from_checkpoint=false`` uses ``cfg.data``."""
@@ -59,17 +61,22 @@ def data_config(cfg: DictConfig, build_config: dict, overrides: list[str] | None
 
 def apply_override(config: DictConfig, key: str, override: Override) -> None:
     """Apply one parsed override to ``config`` at ``key``: a deletion (``~data.x``, or
-    ``~data.x=v`` only where x is v, as in Hydra) or a change/addition (``data.x=v``, ``+data.x=v``).
-    A key the stored config lacks is added: it may be a dataset other than evaluate.yaml's."""
+    ``~data.x=v`` only where x is v, as in Hydra) or a change/addition (``data.x=v``,
+    ``+data.x=v``). A key the stored config lacks is added: the checkpoint's data may be another
+    dataset than evaluate.yaml's, whose keys Hydra checked the override against."""
     value = override.value()
     if not override.is_delete():
         OmegaConf.update(config, key, value, merge=True, force_add=True)
         return
     current = OmegaConf.select(config, key, default=_MISSING)
     if current is _MISSING:
-        raise ValueError(f"Cannot delete {override.input_line}: the checkpoint's data config has no '{key}'.")
+        raise ValueError(
+            f"Cannot delete {override.input_line}: the checkpoint's data config has no '{key}'."
+        )
     if value is not None and value != current:
-        raise ValueError(f"Cannot delete {override.input_line}: the checkpoint's data.{key} is {current}.")
+        raise ValueError(
+            f"Cannot delete {override.input_line}: the checkpoint's data.{key} is {current}."
+        )
     parent, _, leaf = key.rpartition(".")
     del (OmegaConf.select(config, parent) if parent else config)[leaf]
 
@@ -129,7 +136,8 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     datamodule = hydra.utils.instantiate(data_config(cfg, model.build_config))
     if datamodule.num_classes != model.data_info.num_classes:
         raise ValueError(
-            f"The checkpoint has {model.data_info.num_classes} classes but the data has {datamodule.num_classes}: "
+            f"The checkpoint has {model.data_info.num_classes} classes but the data has "
+            f"{datamodule.num_classes}: "
             "evaluate on the dataset (and variant) the model was trained on."
         )
     datamodule.setup("test")

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from explainbench.backbones import build_backbone
-from explainbench.utils.checkpoint import UntrustedCheckpointError, load_checkpoint
 from explainbench.methods.build import build_method, load_method
+from explainbench.utils.checkpoint import UntrustedCheckpointError, load_checkpoint
 from explainbench.utils.instantiate import unwrap_instantiation_error
 
 from .helpers import compose_cfg, run_cli

@@ -110,6 +110,7 @@ def test_method_hyperparameters_load_with_weights_only(method, tmp_path):
     backbone = build_backbone_for_data(cfg.backbone, datamodule.num_classes)
     backbone.source = "checkpoint:test"  # L-CAM explains a trained classifier
     model = instantiate_method(cfg.method, backbone, datamodule.info(), {})
+    assert model.hparams["data_info"] == datamodule.info().to_dict()  # a plain dict
     weights_only_round_trip(dict(model.hparams))
 
 

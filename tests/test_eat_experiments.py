@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from explainbench.train import run
 from explainbench.methods.build import load_method
+from explainbench.train import run
 
 from .data.test_attribute_folder import write_folder
 from .data.test_cub import write_cub
@@ -81,7 +81,8 @@ def test_checkpoint_alone_rebuilds_eat_with_its_names(eat_run):
     from explainbench.data.an8flower import attribute_names, class_names
 
     info = model.build_config["data_info"]
-    assert info["attribute_names"] == attribute_names() and info["class_names"] == class_names("double12c")
+    assert info["attribute_names"] == attribute_names()
+    assert info["class_names"] == class_names("double12c")
     assert model.attribute_names == attribute_names() and model.num_attributes == 15
     explanation = model.explain_attributes(torch.randn(2, 3, 64, 64))
     assert all(s.startswith("This flower has ") for s in explanation.sentences)

@@ -12,9 +12,9 @@ import torch
 from explainbench.evaluation import ExplanationEvaluator
 from explainbench.explainers.activation import ActivationMap
 from explainbench.explainers.gradcam import GradCAM
+from explainbench.methods.build import load_method
 from explainbench.metrics import AverageDropIncrease, ForegroundAttentionRate, PassCount
 from explainbench.train import run
-from explainbench.methods.build import load_method
 
 from .helpers import TINY_DATA, compose_cfg, run_cli, run_dirs
 

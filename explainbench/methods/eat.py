@@ -230,8 +230,10 @@ class EAT(ExplainableMethod):
     def _attribute_targets(self, batch: dict[str, Tensor]) -> Tensor:
         targets = batch.get("attributes")
         if targets is None:
-            raise ValueError(f"EAT trains on its {self.num_attributes} class attributes, but the batch has "
-                             "no 'attributes': use data whose annotations include 'attributes'.")
+            raise ValueError(
+                f"EAT trains on its {self.num_attributes} class attributes, but the batch has no "
+                "'attributes': use data whose annotations include 'attributes'."
+            )
         if targets.ndim != 2 or targets.shape[1] != self.num_attributes:
             raise ValueError(f"the batch has attributes of shape {tuple(targets.shape)}, but the model "
                              f"predicts {self.num_attributes} per image: train and evaluate on the same data.")

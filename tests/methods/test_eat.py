@@ -11,8 +11,10 @@ from omegaconf import OmegaConf
 
 from explainbench.backbones import build_backbone
 from explainbench.data.base import ExplainDataModule
+from explainbench.data.info import DataInfo
 from explainbench.explainers.gradcam import GradCAM
 from explainbench.explainers.method import MethodExplainer
+from explainbench.methods.build import build_method
 from explainbench.methods.eat import EAT
 from explainbench.methods.eat_heads import conv_heads
 from explainbench.methods.eat_text import (
@@ -21,8 +23,6 @@ from explainbench.methods.eat_text import (
     readable_attribute,
     render_sentence,
 )
-from explainbench.data.info import DataInfo
-from explainbench.methods.build import build_method
 
 ATTRIBUTES = ["centre: red", "centre: blue", "petals: white", "leaves: green", "has_bill_shape::hooked"]
 CLASSES = ["red flower", "blue flower", "green thing"]
@@ -291,7 +291,8 @@ def test_build_method_passes_and_stores_the_data_info():
     assert model.attribute_names == ATTRIBUTES and model.class_names == CLASSES
     assert model.data_info == ToyData().info()
     # stored twice, as plain dicts: with the hyper-parameters and in the checkpoint's build_config
-    assert model.hparams["data_info"] == model.build_config["data_info"] == ToyData().info().to_dict()
+    plain = ToyData().info().to_dict()
+    assert model.hparams["data_info"] == model.build_config["data_info"] == plain
     # every method gets the data's facts, whether it uses them or not
     classifier_cfg = method_cfg()
     classifier_cfg.method = {"_target_": "explainbench.methods.Classifier"}
@@ -300,6 +301,7 @@ def test_build_method_passes_and_stores_the_data_info():
 
 def test_eat_on_data_without_attributes_is_a_clear_error():
     """The message names what is missing, not a list of datasets that would go stale."""
-    with pytest.raises(ValueError, match="EAT needs the data's attribute names, but the data has none") as err:
+    needle = "EAT needs the data's attribute names, but the data has none"
+    with pytest.raises(ValueError, match=needle) as err:
         build_method(method_cfg(), ToyData(attribute_names=None))
     assert "annotations include 'attributes'" in str(err.value) and "cub" not in str(err.value)
