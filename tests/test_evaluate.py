@@ -12,9 +12,9 @@ import torch
 from explainbench.evaluation import ExplanationEvaluator
 from explainbench.explainers.activation import ActivationMap
 from explainbench.explainers.gradcam import GradCAM
+from explainbench.methods.build import load_method
 from explainbench.metrics import AverageDropIncrease, ForegroundAttentionRate, PassCount
 from explainbench.train import run
-from explainbench.utils.instantiate import load_method_checkpoint
 
 from .helpers import TINY_DATA, compose_cfg, run_cli, run_dirs
 
@@ -45,7 +45,7 @@ def test_callback_logs_stage_metric_explainer(trained_run):
 def test_callback_value_equals_a_direct_evaluation(trained_run):
     """The logged AD@15 is what the evaluator computes on the same first 20 test images."""
     run_dir, metrics = trained_run
-    model, stored = load_method_checkpoint(str(run_dir / "checkpoints" / "last.ckpt"))
+    model = load_method(str(run_dir / "checkpoints" / "last.ckpt"))
     cfg = compose_cfg(TINY_DATA, run_dir)
     import hydra
 

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..utils.hparams import PlainHyperparameters
 from ..utils.image import IMAGENET_MEAN, IMAGENET_STD
+from .info import DataInfo
 
 SPLITS = ("train", "val", "test")
 OPTIONAL_KEYS = frozenset({"mask", "part_mask", "bbox", "landmarks", "attributes"})
@@ -55,13 +56,15 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
         subset_seed: seed of that subset, so runs compare on the same images.
 
     Subclasses set, in ``__init__``: ``num_classes``, ``class_names``, and where they differ
-    from the defaults ``attribute_names`` (None), ``annotations`` (empty), ``mean``/``std``
-    (ImageNet), ``collate_fn`` (default collation); and implement :meth:`_make_dataset`.
+    from the defaults ``attribute_names`` and ``landmark_names`` (None), ``annotations``
+    (empty), ``mean``/``std`` (ImageNet), ``collate_fn`` (default collation); and implement
+    :meth:`_make_dataset`. :meth:`info` hands these facts to the method.
     """
 
     num_classes: int
     class_names: list[str]
     attribute_names: list[str] | None = None
+    landmark_names: list[str] | None = None
     annotations: frozenset[str] = frozenset()
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -102,6 +105,19 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
         self.subset = subset
         self.subset_seed = subset_seed
         self._datasets: dict[str, Dataset] = {}
+
+    def info(self) -> DataInfo:
+        """The facts a method is built from (see :class:`~explainbench.data.info.DataInfo`); read
+        from the constructor's attributes, so no data is loaded."""
+        return DataInfo(
+            num_classes=self.num_classes,
+            class_names=self.class_names,
+            attribute_names=self.attribute_names,
+            landmark_names=self.landmark_names,
+            mean=self.mean,
+            std=self.std,
+            annotations=self.annotations,
+        )
 
     # -- what subclasses implement ------------------------------------------------------------
     def _make_dataset(self, split: str) -> Dataset:

@@ -8,7 +8,7 @@ builds the optimiser and scheduler from the ``_partial_`` configs it is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
@@ -19,8 +19,13 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ..backbones import Backbone
 from ..callbacks.skipped_images import SkippedImages
+from ..data.info import DataInfo
 from ..explainers.base import Explanation
-from ..utils.hparams import PlainHyperparameters
+from ..utils.hparams import PlainHyperparameters, to_plain
+
+# The checkpoint entry holding ``build_config`` (see ExplainableMethod); read back by
+# explainbench.methods.build.load_method.
+BUILD_CONFIG_KEY = "build_config"
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -32,29 +37,51 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
 
     Args:
         backbone: the network split at its explanation layer.
+        data_info: the facts about the data (class, attribute and landmark names, mean/std,
+            annotations; see :class:`~explainbench.data.info.DataInfo`), given by
+            :func:`~explainbench.methods.build.build_method` from the data module, saved with the
+            hyper-parameters (as a plain dict) and read back by ``self.data_info``. ``None``
+            (a method built by hand) knows only the backbone's class count.
         optimizer: a partially-initialised optimiser (``_partial_: true``), called with the
             trainable parameters.
         scheduler: optional partially-initialised LR scheduler, stepped once per epoch.
         scheduler_monitor: metric a ``ReduceLROnPlateau``-style scheduler watches.
+        build_config: the resolved ``data``, ``backbone`` and ``method`` configs the method was
+            built from (given by ``build_method``/``load_method``); stored with ``data_info`` in
+            every checkpoint under :data:`BUILD_CONFIG_KEY`, so
+            evaluate.py rebuilds the method from the checkpoint alone. ``None``: nothing stored.
     """
 
     def __init__(
         self,
         backbone: Backbone,
+        data_info: DataInfo | Mapping | None = None,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         scheduler_monitor: str = "val/loss",
+        build_config: Mapping | None = None,
     ) -> None:
         super().__init__()
+        data_info = DataInfo.coerce(data_info, backbone.num_classes)
+        if data_info.num_classes != backbone.num_classes:
+            raise ValueError(
+                f"The backbone has {backbone.num_classes} classes but the data has "
+                f"{data_info.num_classes}: build the backbone for this data."
+            )
         # The backbone is a module (saved in the state dict); its *config* is stored with the
-        # checkpoint by train.py (see on_save_checkpoint), so hparams stay small and loggable;
-        # plain containers only (PlainHyperparameters), for weights_only checkpoint loads.
-        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"], logger=False)
+        # checkpoint (see on_save_checkpoint), so hparams stay small and loggable; plain
+        # containers only (PlainHyperparameters, data_info as a dict), for weights_only loads.
+        self.save_hyperparameters(
+            ignore=["backbone", "optimizer", "scheduler", "build_config"], logger=False
+        )
         self.backbone = backbone
+        self.data_info = data_info
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.num_classes = backbone.num_classes
-        self.run_config: dict | None = None
+        self.build_config: dict[str, Any] | None = None
+        if build_config is not None:
+            self.build_config = {**to_plain(dict(build_config)), "data_info": data_info.to_dict()}
         acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
         self.accuracy = nn.ModuleDict({s: acc.clone() for s in ("train_", "val_", "test_")})
         self.val_acc_best = MaxMetric()
@@ -155,8 +182,8 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets evaluate.py rebuild the exact backbone and method from the checkpoint alone.
-        if self.run_config is not None:
-            checkpoint["explainbench_config"] = self.run_config
+        if self.build_config is not None:
+            checkpoint[BUILD_CONFIG_KEY] = self.build_config
         # torchmetrics keeps metric states out of the state dict: without this a resumed run
         # would forget the best accuracy so far and report val/acc_best of its own epochs only
         if self.val_acc_best.update_called:
