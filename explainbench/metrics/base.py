@@ -21,6 +21,7 @@ rather than returning NaN or a made-up 0 that would look like a real score.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,9 @@ from torchmetrics import Metric
 
 from explainbench.explainers.base import Explanation
 from explainbench.utils.image import IMAGENET_MEAN, IMAGENET_STD
+
+if TYPE_CHECKING:  # the data package is not imported at run time: metrics are pure torch
+    from explainbench.data.base import Batch
 
 
 class NoSamplesError(RuntimeError):
@@ -82,12 +86,12 @@ class ExplanationMetric(Metric):
             missing.append(" or ".join(self.required_any))
         return missing
 
-    def update_batch(self, model: nn.Module, batch: dict, explanation: Explanation) -> None:
+    def update_batch(self, model: nn.Module, batch: Batch, explanation: Explanation) -> None:
         """Pull what the metric needs out of ``batch``/``explanation`` and call :meth:`update`."""
         raise NotImplementedError
 
     # -- helpers shared by the subclasses ----------------------------------------------------
-    def _require(self, batch: dict) -> None:
+    def _require(self, batch: Batch) -> None:
         missing = self.missing_annotations(batch.keys())
         if missing:
             raise KeyError(
