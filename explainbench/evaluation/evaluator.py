@@ -23,7 +23,9 @@ def copy_for_autograd(batch: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v.clone() if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
-def unsupported_metrics(metrics: Mapping[str, Any], annotations: Iterable[str]) -> dict[str, list[str]]:
+def unsupported_metrics(
+    metrics: Mapping[str, Any], annotations: Iterable[str]
+) -> dict[str, list[str]]:
     """Metric name → the annotations it needs that the data lacks, for the metrics that
     cannot run on this data; warns once per such metric, naming the annotation."""
     annotations = frozenset(annotations)
