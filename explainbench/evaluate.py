@@ -145,7 +145,9 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     if not explainers:
         raise ValueError("No explainers to evaluate: choose some, e.g. explainers=[gradcam,rise].")
     metrics = instantiate_named_dict(cfg.get("metrics"))
-    evaluator = ExplanationEvaluator(explainers, metrics, datamodule.mean, datamodule.std)
+    evaluator = ExplanationEvaluator(
+        explainers, metrics, datamodule.mean, datamodule.std, datamodule.annotations
+    )
     evaluator.to(device)
 
     from rich.progress import Progress
