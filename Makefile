@@ -11,7 +11,7 @@ help:
 	@echo "make train     default run: an8flower single6c, small_cnn, classifier (installs first)"
 	@echo "make test      fast test suite (installs first)"
 	@echo "make test-full every test, including the slow ones"
-	@echo "make lint      ruff"
+	@echo "make lint      ruff check + ruff format --check (CI runs it before the tests)"
 	@echo "make clean     remove caches and outputs/ (keeps .venv)"
 
 # Re-installs only when pyproject.toml changes; the stamp makes repeated calls instant.
@@ -34,6 +34,7 @@ test-full: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check explainbench tests scripts train.py evaluate.py
+	$(BIN)/ruff format --check explainbench tests scripts train.py evaluate.py
 
 format: $(STAMP)
 	$(BIN)/ruff format explainbench tests scripts train.py evaluate.py
