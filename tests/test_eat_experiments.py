@@ -46,6 +46,7 @@ def test_an8flower_eat_experiment_composes_as_documented(tmp_path):
     assert cfg.method._target_ == "explainbench.methods.EAT" and "flower" in cfg.method.template
 
 
+@pytest.mark.slow  # ~10 s; tests/methods/test_eat.py checks the message in-process
 def test_eat_on_data_without_attributes_is_one_clear_cli_error(tmp_path):
     # an8flower_folder (the original an8Flower layout) has no attributes
     data = tmp_path / "an8flower"

@@ -120,10 +120,15 @@ def test_multirun_with_ddp_fails_fast(tmp_path):
     ("args", "needle"),
     [
         (["backbone=resnet9000"], "Could not find 'backbone/resnet9000'"),
-        (["data.variant=triple99"], "single6c"),
-        (["data=an8flower_folder", "data.root=/nonexistent/an8flower"], "/nonexistent/an8flower"),
+        # one process each (~5 s): the fast suite keeps two, `make test-full` runs all
+        pytest.param(["data.variant=triple99"], "single6c", marks=pytest.mark.slow),
+        pytest.param(
+            ["data=an8flower_folder", "data.root=/nonexistent/an8flower"],
+            "/nonexistent/an8flower",
+            marks=pytest.mark.slow,
+        ),
         (["backbone.checkpoint=/nonexistent/model.ckpt"], "/nonexistent/model.ckpt"),
-        (["backbone.num_classes=10"], "does not match the 6 classes"),
+        pytest.param(["backbone.num_classes=10"], "does not match the 6 classes", marks=pytest.mark.slow),
     ],
 )
 def test_bad_input_is_one_clear_error(args, needle, tmp_path):

@@ -86,6 +86,7 @@ def test_corrupt_image_is_skipped_and_counted(imagenet_root):
     assert next(iter(dm.val_dataloader()))["image"].shape[0] == 5  # the loader uses the same collation
 
 
+@pytest.mark.slow  # ~20 s; tests/test_headline_command.py covers L-CAM's ImageNet path in-process
 def test_lcam_command_line_on_imagenet_fixture(imagenet_root, tmp_path):
     """`python train.py method=lcam_img backbone=vgg16 backbone.weights=IMAGENET1K_V1 data=imagenet
     data.root=...` with a random-weight VGG-16 file standing in for the cached torchvision weights."""
