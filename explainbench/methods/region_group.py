@@ -140,7 +140,18 @@ class RegionGroup(ExplainableMethod):
         else:
             a = q.new_full((q.shape[0], self.num_parts), 1.0 / self.num_parts)
         pooled = torch.einsum("bck,bk->bc", self.region_net(regions).squeeze(-1), a)  # f_z(Z) a
-        return RegionOutputs(self.classifier(self.region_norm(pooled)), q, a)
+        return RegionOutputs(self.classifier(self._normalize_regions(pooled)), q, a)
+
+    def _normalize_regions(self, pooled: Tensor) -> Tensor:
+        """The BatchNorm before ``W``; a one-image training batch (a split's remainder) has no
+        batch statistics, so it uses the running ones instead of failing."""
+        if not (self.training and pooled.shape[0] == 1):
+            return self.region_norm(pooled)
+        self.region_norm.eval()
+        try:
+            return self.region_norm(pooled)
+        finally:
+            self.region_norm.train()
 
     def head(self, a: Tensor) -> Tensor:
         return self.outputs(a).logits
