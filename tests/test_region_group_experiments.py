@@ -22,7 +22,11 @@ PAPER = {
     "region_group_inat": {"lr": 1e-3, "batch": 128, "wd": 5e-4, "epochs": 75, "parts": 8,
                           "prior_weight": 0.1, "alpha": 2e-3, "beta": 1e-3, "size": 224},
 }  # fmt: skip
-DATA = {"region_group_celeba": "celeba", "region_group_cub": "cub", "region_group_inat": "inaturalist"}
+DATA = {
+    "region_group_celeba": "celeba",
+    "region_group_cub": "cub",
+    "region_group_inat": "inaturalist",
+}
 
 
 @pytest.mark.parametrize("experiment", sorted(PAPER))
@@ -50,7 +54,12 @@ def test_an8flower_experiment_trains_and_scores_landmarks_and_parts(tmp_path):
                        "metrics=[iou]", "callbacks.explanation_metrics.max_samples=32",
                        "callbacks.heatmap_gallery.num_images=2", *TINY_DATA], tmp_path)  # fmt: skip
     metrics = run_unwrapped(cfg)
-    assert {"test/loss/ce", "test/loss/prior", "test/iou_auc/method", "test/landmark_error/method"} <= set(metrics)
+    assert {
+        "test/loss/ce",
+        "test/loss/prior",
+        "test/iou_auc/method",
+        "test/landmark_error/method",
+    } <= set(metrics)
     assert 0 <= float(metrics["test/landmark_error/method"]) < 100
     assert (tmp_path / "gallery" / "test.png").is_file()
     model, stored = load_method_checkpoint(str(tmp_path / "checkpoints" / "last.ckpt"))
@@ -75,7 +84,9 @@ def test_cub_experiment_fast_dev_run_on_the_fixture(tmp_path):
 def test_a_batch_of_one_is_one_clear_error_before_training(tmp_path):
     cfg = compose_cfg(["experiment=an8flower_region_group", "debug=fdr", "trainer.accelerator=cpu",
                        *TINY_DATA[:3], "data.batch_size=1"], tmp_path)  # fmt: skip
-    with pytest.raises(ValueError, match=r"prior needs at least 2 images per batch, got 1: .*data.batch_size=16"):
+    with pytest.raises(
+        ValueError, match=r"prior needs at least 2 images per batch, got 1: .*data.batch_size=16"
+    ):
         run_unwrapped(cfg)
     # without the prior a batch of one is fine
     cfg = compose_cfg(["experiment=an8flower_region_group", "debug=fdr", "trainer.accelerator=cpu",

@@ -32,7 +32,12 @@ DEFAULT_ATTACH = {
     "googlenet": "inception4e",
 }
 
-_RESNET_STAGES = {"layer1": 5, "layer2": 6, "layer3": 7, "layer4": 8}  # modules kept in the extractor
+_RESNET_STAGES = {
+    "layer1": 5,
+    "layer2": 6,
+    "layer3": 7,
+    "layer4": 8,
+}  # modules kept in the extractor
 _GOOGLENET_STAGES = {"inception3b": 7, "inception4e": 13, "inception5b": 16}
 # resolution of the dry run that measures the cut's channels and stride
 _PROBE_SIZE = 64
@@ -66,7 +71,9 @@ def truncate_backbone(backbone: Backbone, stage: str = "auto") -> Backbone:
     """
     if stage in (None, "auto"):
         if backbone.name not in DEFAULT_ATTACH:
-            raise ValueError(f"No default attach stage for backbone '{backbone.name}': set method.attach.")
+            raise ValueError(
+                f"No default attach stage for backbone '{backbone.name}': set method.attach."
+            )
         stage = DEFAULT_ATTACH[backbone.name]
     stages = attach_stages(backbone)
     if stage == "penultimate":  # small_cnn of any depth: the last stage is the one replaced

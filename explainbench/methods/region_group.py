@@ -98,7 +98,9 @@ class RegionGroup(ExplainableMethod):
         if prior_weight < 0:
             raise ValueError(f"method.prior_weight must be >= 0, got {prior_weight}")
         if prior_alpha <= 0 or prior_beta <= 0:
-            raise ValueError(f"the Beta prior needs alpha, beta > 0, got {prior_alpha}, {prior_beta}")
+            raise ValueError(
+                f"the Beta prior needs alpha, beta > 0, got {prior_alpha}, {prior_beta}"
+            )
         truncate_backbone(backbone, attach)
         super().__init__(backbone, **kwargs)
         self.num_parts = int(num_parts)
@@ -172,11 +174,16 @@ class RegionGroup(ExplainableMethod):
             return params
         lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
         if lr is None:
-            raise ValueError("method.head_lr_multiplier needs the optimizer's lr in its config (method.optimizer.lr).")
+            raise ValueError(
+                "method.head_lr_multiplier needs the optimizer's lr in its config (method.optimizer.lr)."
+            )
         backbone = {id(p) for p in self.backbone.parameters()}
         return [
             {"params": [p for p in params if id(p) in backbone], "lr": lr},
-            {"params": [p for p in params if id(p) not in backbone], "lr": lr * self.head_lr_multiplier},
+            {
+                "params": [p for p in params if id(p) not in backbone],
+                "lr": lr * self.head_lr_multiplier,
+            },
         ]
 
     def on_fit_start(self) -> None:
@@ -194,7 +201,9 @@ class RegionGroup(ExplainableMethod):
                 f"method.multi_label=true expects a [B,{self.num_classes}] 0/1 label, got shape "
                 f"{tuple(label.shape)}: use multi-label data or method.multi_label=false."
             )
-        return F.binary_cross_entropy_with_logits(logits, label.float())  # mean over images and labels
+        return F.binary_cross_entropy_with_logits(
+            logits, label.float()
+        )  # mean over images and labels
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         out = self.outputs(self.features(batch["image"]))
@@ -203,7 +212,9 @@ class RegionGroup(ExplainableMethod):
             n = out.parts.shape[0]
             if n >= 2:
                 occurrence = part_occurrence(out.parts, self.smooth_radius, self.smooth_std)
-                terms["prior"] = self.prior_weight * prior_loss(occurrence, self.prior_alpha, self.prior_beta)
+                terms["prior"] = self.prior_weight * prior_loss(
+                    occurrence, self.prior_alpha, self.prior_beta
+                )
             elif not self._small_batch_warned:  # a one-image remainder batch (batch_size >= 2)
                 self._small_batch_warned = True
                 warnings.warn(
@@ -224,7 +235,9 @@ class RegionGroup(ExplainableMethod):
         out = self.outputs(self.features(x))
         target = resolve_target(out.logits, target)
         attribution = torch.einsum("bkhw,bk->bhw", out.parts, out.attention).unsqueeze(1)
-        attribution = F.interpolate(attribution, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        attribution = F.interpolate(
+            attribution, size=x.shape[-2:], mode="bilinear", align_corners=False
+        )
         saliency = normalize_per_image(attribution).clamp(0, 1)
         extras = {"parts": out.parts, "attention": out.attention}
         return Explanation(saliency, target, forward_passes=1.0, backward_passes=0.0, extras=extras)
@@ -233,7 +246,9 @@ class RegionGroup(ExplainableMethod):
     def part_segmentation(self, x: Tensor) -> Tensor:
         """``[B,1,H,W]`` in [0, 1]: each pixel's most likely part ``k`` as ``k/(K−1)``, so a
         colour map draws the parts in ``K`` distinct colours."""
-        parts = F.interpolate(self.part_maps(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        parts = F.interpolate(
+            self.part_maps(x), size=x.shape[-2:], mode="bilinear", align_corners=False
+        )
         return (parts.argmax(dim=1, keepdim=True).float() / (self.num_parts - 1)).clamp(0, 1)
 
     def gallery_extras(self, x: Tensor) -> tuple[list[str], dict[str, Tensor]]:
@@ -242,7 +257,9 @@ class RegionGroup(ExplainableMethod):
         with torch.no_grad():
             attention = self.outputs(self.features(x)).attention
         texts = [
-            " ".join(f"p{k}:{row[k]:.2f}" for k in sorted(range(len(row)), key=lambda k: -row[k])[:3])
+            " ".join(
+                f"p{k}:{row[k]:.2f}" for k in sorted(range(len(row)), key=lambda k: -row[k])[:3]
+            )
             for row in attention.tolist()
         ]
         return texts, {"parts": self.part_segmentation(x)}

@@ -48,7 +48,9 @@ class GroupingUnit(nn.Module):
     def __init__(self, channels: int, num_parts: int) -> None:
         super().__init__()
         if num_parts < 2:
-            raise ValueError(f"region grouping needs at least 2 parts (method.num_parts), got {num_parts}")
+            raise ValueError(
+                f"region grouping needs at least 2 parts (method.num_parts), got {num_parts}"
+            )
         self.dictionary = nn.Parameter(torch.empty(num_parts, channels))
         self.smoothing = nn.Parameter(torch.zeros(num_parts))  # s; σ = sigmoid(s) = 0.5 at start
         nn.init.kaiming_normal_(self.dictionary)
@@ -64,7 +66,11 @@ class GroupingUnit(nn.Module):
         d, sigma = self.dictionary, self.sigma
         flat = x.flatten(2)  # [B,D,HW]
         # ‖x − d‖² = ‖x‖² − 2 d·x + ‖d‖², clamped: rounding must not make a distance negative
-        dist = flat.pow(2).sum(1, keepdim=True) - 2 * torch.einsum("kd,bdn->bkn", d, flat) + d.pow(2).sum(1)[:, None]
+        dist = (
+            flat.pow(2).sum(1, keepdim=True)
+            - 2 * torch.einsum("kd,bdn->bkn", d, flat)
+            + d.pow(2).sum(1)[:, None]
+        )
         logits = -dist.clamp_min(0) / (2 * sigma.pow(2)[:, None])
         q = logits.softmax(dim=1)  # [B,K,HW]
         mass = q.sum(2, keepdim=True).clamp_min(EPS)  # Σ_ij q_ij^k
@@ -137,7 +143,9 @@ def prior_loss(occurrence: Tensor, alpha: float, beta: float, eps: float = EPS) 
     n = occurrence.shape[0]
     check_prior_batch(n)
     empirical = occurrence.sort(dim=0).values
-    prior = torch.as_tensor(beta_quantiles(n, alpha, beta), dtype=occurrence.dtype, device=occurrence.device)
+    prior = torch.as_tensor(
+        beta_quantiles(n, alpha, beta), dtype=occurrence.dtype, device=occurrence.device
+    )
     return ((empirical + eps).log() - (prior[:, None] + eps).log()).abs().mean()
 
 
@@ -153,7 +161,9 @@ class Bottleneck1x1(nn.Module):
             nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout),
         )  # fmt: skip
         self.shortcut = (
-            nn.Identity() if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+            nn.Identity()
+            if cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
         )
         nn.init.zeros_(self.body[-1].weight)  # the block starts as its shortcut
 
@@ -164,4 +174,6 @@ class Bottleneck1x1(nn.Module):
 def bottleneck_stack(cin: int, cout: int, blocks: int) -> nn.Sequential:
     """``blocks`` bottlenecks from ``cin`` to ``cout`` channels (width ``cout/4``, ResNet's ratio)."""
     width = max(1, math.ceil(cout / 4))
-    return nn.Sequential(*(Bottleneck1x1(cin if i == 0 else cout, cout, width) for i in range(blocks)))
+    return nn.Sequential(
+        *(Bottleneck1x1(cin if i == 0 else cout, cout, width) for i in range(blocks))
+    )

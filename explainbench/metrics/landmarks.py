@@ -108,7 +108,9 @@ class LandmarkLocalization(ExplanationMetric):
         if normalizer not in NORMALIZERS:
             raise ValueError(f"normalizer must be one of {NORMALIZERS}, got {normalizer!r}")
         if int(folds) < 2:
-            raise ValueError(f"folds must be >= 2 (fit on some images, evaluate on others), got {folds}")
+            raise ValueError(
+                f"folds must be >= 2 (fit on some images, evaluate on others), got {folds}"
+            )
         self.normalizer = normalizer
         self.interocular = tuple(int(i) for i in interocular)
         if len(self.interocular) != 2:
@@ -153,7 +155,9 @@ class LandmarkLocalization(ExplanationMetric):
             size = torch.where(usable[:, None, None], size, torch.ones_like(size))
             centres, coords = (centres - origin) / size, (coords - origin) / size
         elif self.normalizer == "image":
-            size = torch.tensor([image_size[1], image_size[0]], dtype=coords.dtype, device=coords.device)
+            size = torch.tensor(
+                [image_size[1], image_size[0]], dtype=coords.dtype, device=coords.device
+            )
             centres, coords = centres / size, coords / size
         else:
             left, right = self.interocular
@@ -163,7 +167,11 @@ class LandmarkLocalization(ExplanationMetric):
                 )
             scale = (coords[:, left] - coords[:, right]).norm(dim=1)
             usable &= visible[:, left] & visible[:, right] & (scale > 1e-6)
-        fit = torch.zeros(b, dtype=torch.bool) if fit is None else fit.detach().to(torch.bool).view(-1).cpu()
+        fit = (
+            torch.zeros(b, dtype=torch.bool)
+            if fit is None
+            else fit.detach().to(torch.bool).view(-1).cpu()
+        )
         keep = usable.cpu()
         self._add("skipped_count", (~keep).sum().float())
         self._add("invisible_count", (~visible[usable]).sum().float())
@@ -215,7 +223,9 @@ class LandmarkLocalization(ExplanationMetric):
         scale = dim_zero_cat(self.scale).cpu()
         fit = dim_zero_cat(self.fit).cpu().bool()
         if x.shape[0] < 2:
-            raise self._empty("pairs of images (the regression needs a fit image and a held-out one)")
+            raise self._empty(
+                "pairs of images (the regression needs a fit image and a held-out one)"
+            )
         num_landmarks = y.shape[1]
         errors = [[] for _ in range(num_landmarks)]
         unfitted, unfitted_landmarks = 0, set()
@@ -240,7 +250,10 @@ class LandmarkLocalization(ExplanationMetric):
             )
         per = [torch.cat(e) if e else torch.empty(0, dtype=torch.float64) for e in errors]
         self.per_landmark = torch.stack(
-            [100 * e.mean() if e.numel() else torch.tensor(float("nan"), dtype=torch.float64) for e in per]
+            [
+                100 * e.mean() if e.numel() else torch.tensor(float("nan"), dtype=torch.float64)
+                for e in per
+            ]
         )
         every = torch.cat(per)
         if every.numel() == 0:

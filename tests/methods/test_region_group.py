@@ -40,18 +40,26 @@ def test_beta_quantiles_are_scipys_ppf_at_the_mid_grid():
     n = 7
     expected = stats.beta.ppf((2 * np.arange(1, n + 1) - 1) / (2 * n), 2e-3, 1e-3)
     np.testing.assert_allclose(beta_quantiles(n, 2e-3, 1e-3), expected, rtol=1e-12)
-    np.testing.assert_allclose(beta_quantiles(3, 1.0, 1e-3), stats.beta.ppf([1 / 6, 1 / 2, 5 / 6], 1.0, 1e-3))
+    np.testing.assert_allclose(
+        beta_quantiles(3, 1.0, 1e-3), stats.beta.ppf([1 / 6, 1 / 2, 5 / 6], 1.0, 1e-3)
+    )
 
 
 def test_prior_loss_equals_a_direct_numpy_computation():
     occurrence = np.array([[0.9, 0.2, 0.5], [0.1, 0.99, 0.4], [0.6, 0.7, 1e-4], [0.3, 0.05, 0.8],
                            [0.95, 0.5, 0.45]])  # fmt: skip
     n, k = occurrence.shape
-    alpha, beta, eps = 1.0, 1e-3, 1e-5
-    prior = stats.beta.ppf((2 * np.arange(1, n + 1) - 1) / (2 * n), alpha, beta)
-    per_part = [np.mean(np.abs(np.log(np.sort(occurrence[:, j]) + eps) - np.log(prior + eps))) for j in range(k)]
-    got = prior_loss(torch.tensor(occurrence, dtype=torch.float64), alpha, beta)
-    assert got.item() == pytest.approx(np.mean(per_part), rel=1e-10)
+    eps = 1e-5
+    # the paper's Beta(1, 1e-3) (quantiles all ~1) and a U-shaped one whose quantiles spread out,
+    # so the sort order matters
+    for alpha, beta in ((1.0, 1e-3), (0.5, 0.5)):
+        prior = stats.beta.ppf((2 * np.arange(1, n + 1) - 1) / (2 * n), alpha, beta)
+        per_part = [
+            np.mean(np.abs(np.log(np.sort(occurrence[:, j]) + eps) - np.log(prior + eps)))
+            for j in range(k)
+        ]
+        got = prior_loss(torch.tensor(occurrence, dtype=torch.float64), alpha, beta)
+        assert got.item() == pytest.approx(np.mean(per_part), rel=1e-10)
 
 
 def test_occurrence_is_the_max_of_the_unpadded_5x5_gaussian_smoothing():
@@ -63,7 +71,9 @@ def test_occurrence_is_the_max_of_the_unpadded_5x5_gaussian_smoothing():
     smoothed = np.zeros((2, 3, 4, 5))  # 8-4 x 9-4: no padding
     for i in range(4):
         for j in range(5):
-            smoothed[:, :, i, j] = (q[:, :, i : i + 5, j : j + 5].numpy() * kernel.numpy()).sum((2, 3))
+            smoothed[:, :, i, j] = (q[:, :, i : i + 5, j : j + 5].numpy() * kernel.numpy()).sum(
+                (2, 3)
+            )
     np.testing.assert_allclose(part_occurrence(q).numpy(), smoothed.max((2, 3)), rtol=1e-10)
 
 
@@ -84,7 +94,9 @@ def test_assignment_sums_to_one_per_pixel_and_matches_eq1():
     torch.testing.assert_close(q.sum(1), torch.ones(2, 5, 7, dtype=torch.float64))
     sigma = torch.sigmoid(unit.smoothing)
     d = unit.dictionary
-    diff = (x[:, None] - d[None, :, :, None, None]) / sigma[None, :, None, None, None]  # [B,K,D,H,W]
+    diff = (x[:, None] - d[None, :, :, None, None]) / sigma[
+        None, :, None, None, None
+    ]  # [B,K,D,H,W]
     expected_q = (-diff.pow(2).sum(2) / 2).softmax(dim=1)
     torch.testing.assert_close(q, expected_q)
     zp = (expected_q[:, :, None] * diff).sum((3, 4)) / expected_q.sum((2, 3))[:, :, None]  # [B,K,D]
@@ -110,7 +122,11 @@ def test_sigma_stays_in_the_open_unit_interval():
 # -- the model ---------------------------------------------------------------------------------
 def test_attach_points_cut_resnet_after_layer3_and_small_cnn_before_its_last_stage():
     resnet = truncate_backbone(build_backbone("resnet18", 3))
-    assert len(resnet.extractor) == 7 and resnet.feature_channels == 256 and resnet.feature_stride == 16
+    assert (
+        len(resnet.extractor) == 7
+        and resnet.feature_channels == 256
+        and resnet.feature_stride == 16
+    )
     cnn = truncate_backbone(build_backbone("small_cnn", 3))  # widths 16, 32, 64, 128
     assert cnn.feature_channels == 64 and cnn.feature_stride == 4
     with pytest.raises(ValueError, match="Unknown attach stage 'layer9'.*layer3"):
@@ -128,7 +144,9 @@ def test_explain_is_one_forward_pass_with_parts_and_attention():
     assert parts.shape == (4, 4, 16, 16) and attention.shape == (4, 4)  # stage 2 of 3: stride 2
     # Qᵀa, upsampled and min-max normalised
     expected = torch.einsum("bkhw,bk->bhw", parts, attention)[:, None]
-    expected = torch.nn.functional.interpolate(expected, size=(32, 32), mode="bilinear", align_corners=False)
+    expected = torch.nn.functional.interpolate(
+        expected, size=(32, 32), mode="bilinear", align_corners=False
+    )
     lo = expected.flatten(1).min(1).values.view(-1, 1, 1, 1)
     hi = expected.flatten(1).max(1).values.view(-1, 1, 1, 1)
     torch.testing.assert_close(explanation.saliency, (expected - lo) / (hi - lo))
@@ -147,7 +165,9 @@ def test_loss_terms_and_the_two_ablations():
     assert set(terms) == {"ce"}
     flat = make_model(attention=False).eval()
     assert flat.attention_net is None
-    torch.testing.assert_close(flat.explain(b["image"]).extras["attention"], torch.full((4, 4), 0.25))
+    torch.testing.assert_close(
+        flat.explain(b["image"]).extras["attention"], torch.full((4, 4), 0.25)
+    )
 
 
 def test_multi_label_uses_the_mean_binary_cross_entropy():
@@ -173,5 +193,7 @@ def test_gallery_shows_the_part_segmentation_in_k_colours():
     texts, maps = model.gallery_extras(x)
     seg = maps["parts"]
     assert seg.shape == (4, 1, 32, 32) and len(texts) == 4 and texts[0].startswith("p")
-    parts = torch.nn.functional.interpolate(model.part_maps(x), size=(32, 32), mode="bilinear", align_corners=False)
+    parts = torch.nn.functional.interpolate(
+        model.part_maps(x), size=(32, 32), mode="bilinear", align_corners=False
+    )
     torch.testing.assert_close(seg * 3, parts.argmax(1, keepdim=True).float())  # part k -> k/(K-1)

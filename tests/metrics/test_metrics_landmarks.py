@@ -3,6 +3,7 @@ every skipped case counted."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,7 +22,9 @@ def one_hot_parts(n: int, k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Te
     cells = torch.randint(0, CELLS, (n, k, 2), generator=gen)  # (row, col)
     parts = torch.zeros(n, k, CELLS, CELLS)
     parts[torch.arange(n)[:, None], torch.arange(k)[None], cells[..., 0], cells[..., 1]] = 1.0
-    centres = torch.stack([(cells[..., 1] + 0.5) * W / CELLS, (cells[..., 0] + 0.5) * H / CELLS], dim=2)
+    centres = torch.stack(
+        [(cells[..., 1] + 0.5) * W / CELLS, (cells[..., 0] + 0.5) * H / CELLS], dim=2
+    )
     return parts, centres.float()
 
 
@@ -41,7 +44,9 @@ def test_part_centres_are_the_assignment_weighted_mean_pixel():
     parts[0, 1, 1, 1] = 3.0  # weights 3:1 between (12, 24) and (28, 8)
     parts[0, 1, 0, 3] = 1.0
     centres = part_centres(parts, (16, 16))
-    torch.testing.assert_close(centres[0], torch.tensor([[2.0, 4.0], [(3 * 6 + 14) / 4, (3 * 12 + 4) / 4]]))
+    torch.testing.assert_close(
+        centres[0], torch.tensor([[2.0, 4.0], [(3 * 6 + 14) / 4, (3 * 12 + 4) / 4]])
+    )
 
 
 def test_regression_recovers_an_exactly_linear_mapping_with_zero_error():
@@ -50,6 +55,26 @@ def test_regression_recovers_an_exactly_linear_mapping_with_zero_error():
     metric.update(parts, linear_landmarks(centres), (H, W))
     assert metric.compute()["landmark_error"].item() < 1e-3  # float32 inputs: ~1e-5 %
     assert metric.skipped == 0 and metric.invisible == 0
+
+
+def test_cross_fitting_predicts_each_image_with_a_regression_that_did_not_see_it():
+    """Landmarks unrelated to the centres: the error is the held-out one, by numpy lstsq."""
+    parts, centres = one_hot_parts(12, 2)
+    gen = torch.Generator().manual_seed(5)
+    landmarks = torch.cat([20 * torch.rand(12, 1, 2, generator=gen), torch.ones(12, 1, 1)], dim=2)
+    metric = LandmarkLocalization(normalizer="image", folds=3)
+    metric.update(parts, landmarks, (H, W))
+    x, y = centres.flatten(1).double().numpy() / W, landmarks[:, 0, :2].double().numpy() / W
+    errors = []
+    for f in range(3):
+        train, test = np.arange(12) % 3 != f, np.arange(12) % 3 == f
+        mean, std = x[train].mean(0), x[train].std(0)
+        design = np.c_[(x - mean) / std, np.ones(12)]
+        solution = np.linalg.lstsq(design[train], y[train], rcond=None)[0]
+        errors.append(np.linalg.norm(design[test] @ solution - y[test], axis=1))
+    assert metric.compute()["landmark_error"].item() == pytest.approx(
+        100 * np.concatenate(errors).mean(), rel=1e-5
+    )
 
 
 def test_marked_fit_split_and_interocular_normaliser():
@@ -93,7 +118,9 @@ def test_invisible_points_and_images_and_unfittable_landmarks_are_skipped_and_co
     assert metric.skipped == 5
     assert metric.invisible == 35 + 1  # landmark 1 of the 35 kept images, the NaN point
     assert metric.compute()["landmark_error"].item() < 1e-3  # landmarks 0 and 2 still exact
-    assert torch.isnan(metric.per_landmark[1]) and metric.unfitted == 0  # never visible: nothing held out
+    assert (
+        torch.isnan(metric.per_landmark[1]) and metric.unfitted == 0
+    )  # never visible: nothing held out
 
 
 def test_a_landmark_too_rarely_visible_to_fit_is_counted_and_named():
@@ -138,8 +165,12 @@ def test_evaluator_skips_the_metric_on_data_without_landmarks_naming_them():
     evaluator = ExplanationEvaluator({"method": MethodExplainer()}, {"landmarks": LandmarkLocalization("image")},
                                      mean=(0, 0, 0), std=(1, 1, 1))  # fmt: skip
     model = _PartModel(parts)
-    with pytest.warns(UserWarning, match="Skipping metric 'landmarks': the data has no landmarks annotation"):
-        evaluator.update(model, {"image": torch.zeros(20, 3, H, W), "label": torch.zeros(20, dtype=torch.long)})
+    with pytest.warns(
+        UserWarning, match="Skipping metric 'landmarks': the data has no landmarks annotation"
+    ):
+        evaluator.update(
+            model, {"image": torch.zeros(20, 3, H, W), "label": torch.zeros(20, dtype=torch.long)}
+        )
     assert "landmark_error" not in evaluator.compute()["method"]
     # with landmarks the same evaluator path scores the explanation's part maps
     evaluator = ExplanationEvaluator({"method": MethodExplainer()}, {"landmarks": LandmarkLocalization("image")},
