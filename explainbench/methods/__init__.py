@@ -4,5 +4,6 @@ from .base import ExplainableMethod
 from .classifier import Classifier
 from .eat import EAT
 from .lcam import LCAM
+from .region_group import RegionGroup
 
-__all__ = ["EAT", "LCAM", "Classifier", "ExplainableMethod"]
+__all__ = ["EAT", "LCAM", "Classifier", "ExplainableMethod", "RegionGroup"]

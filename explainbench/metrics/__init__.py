@@ -14,6 +14,7 @@ from explainbench.metrics.base import ExplanationMetric, NoSamplesError
 from explainbench.metrics.deletion_insertion import DeletionInsertion
 from explainbench.metrics.far import ForegroundAttentionRate
 from explainbench.metrics.iou import MaskIoU
+from explainbench.metrics.landmarks import LandmarkLocalization
 from explainbench.metrics.pass_count import PassCount
 from explainbench.metrics.pointing_game import PointingGame
 
@@ -22,6 +23,7 @@ __all__ = [
     "DeletionInsertion",
     "ExplanationMetric",
     "ForegroundAttentionRate",
+    "LandmarkLocalization",
     "MaskIoU",
     "NoSamplesError",
     "PassCount",
