@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from explainbench.utils.instantiate import load_method_checkpoint
+from explainbench.methods.build import load_method
 from explainbench.utils.paths import CONF_DIR
 
 from .data.test_cub import write_cub
@@ -62,8 +62,8 @@ def test_an8flower_experiment_trains_and_scores_landmarks_and_parts(tmp_path):
     } <= set(metrics)
     assert 0 <= float(metrics["test/landmark_error/method"]) < 100
     assert (tmp_path / "gallery" / "test.png").is_file()
-    model, stored = load_method_checkpoint(str(tmp_path / "checkpoints" / "last.ckpt"))
-    assert type(model).__name__ == "RegionGroup" and stored["method"]["num_parts"] == 5
+    model = load_method(tmp_path / "checkpoints" / "last.ckpt")
+    assert type(model).__name__ == "RegionGroup" and model.build_config["method"]["num_parts"] == 5
     x = torch.randn(2, 3, 64, 64)
     assert model.part_maps(x).shape == (2, 5, 16, 16)
 
