@@ -55,13 +55,19 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
         subset_seed: seed of that subset, so runs compare on the same images.
 
     Subclasses set, in ``__init__``: ``num_classes``, ``class_names``, and where they differ
-    from the defaults ``attribute_names`` (None), ``annotations`` (empty), ``mean``/``std``
+    from the defaults ``attribute_names`` / ``landmark_names`` (None), ``multilabel`` (False),
+    ``annotations`` (empty), ``mean``/``std``
     (ImageNet), ``collate_fn`` (default collation); and implement :meth:`_make_dataset`.
     """
 
     num_classes: int
     class_names: list[str]
     attribute_names: list[str] | None = None
+    # names of the ``landmarks`` rows, for datasets with that annotation
+    landmark_names: list[str] | None = None
+    # True: ``label`` is float ``[num_classes]`` of independent 0/1 labels (CelebA's 40
+    # attributes), not a long class index; methods read it through build_method
+    multilabel: bool = False
     annotations: frozenset[str] = frozenset()
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD

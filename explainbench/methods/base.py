@@ -14,8 +14,9 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torchmetrics import MaxMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MultilabelAccuracy
 
 from ..backbones import Backbone
 from ..callbacks.skipped_images import SkippedImages
@@ -36,6 +37,11 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
             trainable parameters.
         scheduler: optional partially-initialised LR scheduler, stepped once per epoch.
         scheduler_monitor: metric a ``ReduceLROnPlateau``-style scheduler watches.
+        multilabel: the data gives ``num_classes`` independent 0/1 labels per image (``label``
+            float ``[B, num_classes]``, e.g. CelebA's 40 attributes) instead of one class:
+            :meth:`classification_loss` is then the mean per-label BCE and ``acc`` the mean
+            per-label accuracy (the "average class accuracy" of CelebA papers). Set from the data
+            module's ``multilabel`` by ``build_method``, stored with the checkpoint.
     """
 
     def __init__(
@@ -44,6 +50,7 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         scheduler_monitor: str = "val/loss",
+        multilabel: bool = False,
     ) -> None:
         super().__init__()
         # The backbone is a module (saved in the state dict); its *config* is stored with the
@@ -55,7 +62,11 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
         self.scheduler_factory = scheduler
         self.num_classes = backbone.num_classes
         self.run_config: dict | None = None
-        acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
+        self.multilabel = bool(multilabel)
+        if self.multilabel:
+            acc = MultilabelAccuracy(num_labels=self.num_classes, average="macro")
+        else:
+            acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
         self.accuracy = nn.ModuleDict({s: acc.clone() for s in ("train_", "val_", "test_")})
         self.val_acc_best = MaxMetric()
         # the best accuracy of the run a resumed run continues (see on_load_checkpoint)
@@ -90,6 +101,14 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
         weighted loss terms whose sum is minimised."""
         raise NotImplementedError
 
+    def classification_loss(self, logits: Tensor, label: Tensor, label_smoothing: float = 0.0) -> Tensor:
+        """Cross-entropy against the class, or (``multilabel``) the mean over labels and images of
+        the per-label binary cross-entropy; smoothing moves 0/1 targets towards 1/2 there."""
+        if not self.multilabel:
+            return F.cross_entropy(logits, label, label_smoothing=label_smoothing)
+        target = label.float() * (1.0 - label_smoothing) + 0.5 * label_smoothing
+        return F.binary_cross_entropy_with_logits(logits, target)
+
     # -- Lightning plumbing ----------------------------------------------------------------
     def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor | None:
         if batch["label"].numel() == 0:  # every image of the batch was unreadable and skipped
@@ -104,7 +123,12 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
                 self.log(f"{stage}/loss/{name}", value.detach(), **log)
         self.log(f"{stage}/loss", total.detach(), prog_bar=True, **log)
         acc = self.accuracy[f"{stage}_"]
-        acc(logits.detach(), batch["label"])
+        if self.multilabel:
+            # probabilities, not logits: torchmetrics would take logits that all happen to lie
+            # in [0, 1] for probabilities and skip its sigmoid
+            acc(logits.detach().sigmoid(), batch["label"].long())
+        else:
+            acc(logits.detach(), batch["label"])
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=not train,
                  batch_size=log["batch_size"])
         return total

@@ -55,9 +55,10 @@ def build_backbone_for_data(
 
 
 # Facts about the data a method may take as constructor arguments (EAT: the attribute and
-# class names). Passed only to methods whose constructor names them, and stored with the
-# checkpoint, so evaluate.py rebuilds the method without the data.
-DATA_INFO_KEYS = ("attribute_names", "class_names")
+# class names; multilabel: several 0/1 labels per image, e.g. CelebA's 40 attributes). Passed
+# only to methods whose constructor names them, and stored with the checkpoint, so evaluate.py
+# rebuilds the method without the data.
+DATA_INFO_KEYS = ("attribute_names", "class_names", "multilabel")
 
 
 def method_data_info(method_cfg: DictConfig, data_info: dict[str, Any], data_name: str) -> dict[str, Any]:
@@ -71,7 +72,17 @@ def method_data_info(method_cfg: DictConfig, data_info: dict[str, Any], data_nam
         return {}
     params = inspect.signature(hydra.utils.get_class(target)).parameters
     given = {}
+    if data_info.get("multilabel"):
+        if "multilabel" not in params:
+            raise ValueError(
+                f"{target.rsplit('.', 1)[-1]} learns one class per image, but {data_name} gives "
+                "several 0/1 labels per image (multi-label). Use method=classifier, or train on "
+                "one label (CelebA: data.target_attribute=Smiling)."
+            )
+        given["multilabel"] = True
     for key in DATA_INFO_KEYS:
+        if key == "multilabel":
+            continue
         if key not in params:
             continue
         value = data_info.get(key)
