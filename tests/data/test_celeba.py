@@ -16,6 +16,7 @@ from PIL import Image
 from explainbench.backbones import build_backbone
 from explainbench.data.celeba import CelebADataModule
 from explainbench.methods import Classifier
+from explainbench.utils.instantiate import load_method_checkpoint
 
 from ..helpers import CONF, compose_cfg, run_unwrapped
 
@@ -258,6 +259,13 @@ def test_classifier_trains_and_tests_on_all_forty_attributes(celeba_root, tmp_pa
     assert 0.0 <= final["test/acc"] <= 1.0 and final["test/loss"] > 0.0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["test/acc"] == final["test/acc"]
+    # trained as multi-label (a float target would also pass through cross-entropy, as soft
+    # class probabilities), and the checkpoint rebuilds it so without the data
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["multilabel"] is True
+    assert checkpoint["explainbench_config"]["data_info"] == {"multilabel": True}
+    model, _ = load_method_checkpoint(str(tmp_path / "checkpoints" / "last.ckpt"))
+    assert model.multilabel and model.num_classes == 40
 
 
 def test_config_instantiates(celeba_root):
