@@ -46,11 +46,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.transforms import v2
 
+from .annotated_images import AnnotatedImageDataset
 from .attribute_common import JointTransform, check_sizes, require_dir, require_file
 from .base import SPLITS, ExplainDataModule
-from .imagenet import ImageListDataset, Unreadable, collate_skipping_none
+from .imagenet import collate_skipping_none
 
 LAYOUT = (
     "expected torchvision's CelebA layout in data.root: img_align_celeba/ (or img_celeba/ with "
@@ -164,37 +164,6 @@ def read_split_file(path: Path, known: dict[str, int]) -> dict[str, np.ndarray]:
             f"{path} lists no {' / '.join(empty)} images; expected {LANDMARK_SPLIT_FORMAT}"
         )
     return {split: np.array(r, dtype=np.int64) for split, r in rows.items()}
-
-
-# -- the dataset ----------------------------------------------------------------------------------
-class CelebADataset(ImageListDataset):
-    """Batch-contract samples: ``image``, ``label`` (``targets[row]``), ``landmarks``, optional
-    ``bbox``, ``index``; unreadable images are skipped as in :class:`ImageListDataset`."""
-
-    def __init__(
-        self,
-        paths: Sequence[Path],
-        targets: Tensor,
-        transform: JointTransform,
-        landmarks: Tensor,
-        boxes: Tensor | None = None,
-    ) -> None:
-        # the parent decodes and skips unreadable files; its "label" is the row of targets
-        super().__init__(list(zip(paths, range(len(paths)), strict=True)), v2.ToImage())
-        self.targets, self.joint, self.landmarks, self.boxes = targets, transform, landmarks, boxes
-
-    def __getitem__(self, index: int) -> dict | Unreadable:
-        sample = super().__getitem__(index)
-        if isinstance(sample, Unreadable):
-            return sample
-        out = self.joint(
-            sample["image"],
-            bbox=self.boxes[index] if self.boxes is not None else None,
-            landmarks=self.landmarks[index],
-        )
-        out["label"] = self.targets[index].clone()
-        out["index"] = sample["index"].long()
-        return out
 
 
 class CelebADataModule(ExplainDataModule):
@@ -322,7 +291,7 @@ class CelebADataModule(ExplainDataModule):
             return present.float()
         return present[:, self.attribute_list.index(self.target_attribute)].long()
 
-    def _make_dataset(self, split: str) -> CelebADataset:
+    def _make_dataset(self, split: str) -> AnnotatedImageDataset:
         table = self._tables()
         rows = table["splits"][split]
         names = [table["images"][i] for i in rows]
@@ -343,10 +312,10 @@ class CelebADataModule(ExplainDataModule):
             self.std,
             self.landmark_names,
         )
-        return CelebADataset(
-            [self.image_dir / name for name in names],
-            self._targets(rows),
+        return AnnotatedImageDataset(
+            [(self.image_dir / name, 0) for name in names],
             transform,
-            table["landmarks"][index],
-            table["bbox"][index] if "bbox" in table else None,
+            targets=self._targets(rows),
+            boxes=table["bbox"][index] if "bbox" in table else None,
+            landmarks=table["landmarks"][index],
         )

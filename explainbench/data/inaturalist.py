@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.transforms import v2
 
+from .annotated_images import AnnotatedImageDataset
 from .attribute_common import (
     JointTransform,
     check_sizes,
@@ -47,7 +47,7 @@ from .attribute_common import (
     require_file,
 )
 from .base import ExplainDataModule
-from .imagenet import ImageListDataset, Unreadable, collate_skipping_none
+from .imagenet import collate_skipping_none
 
 LAYOUT = (
     "expected the iNaturalist 2017 layout in data.root: train_val_images/<super category>/"
@@ -202,29 +202,6 @@ class LazySamples:
         return os.path.join(self.root, self.names[index].decode()), int(self.labels[index])
 
 
-class INaturalistDataset(ImageListDataset):
-    """Batch-contract samples (``image``, ``label``, ``index``, ``bbox`` when given)."""
-
-    def __init__(
-        self, samples: LazySamples, transform: JointTransform, boxes: Tensor | None
-    ) -> None:
-        super().__init__([], v2.ToImage())  # the parent decodes and skips unreadable files
-        self.samples, self.joint, self.boxes = samples, transform, boxes
-
-    def __getitem__(self, index: int) -> dict | Unreadable:
-        sample = super().__getitem__(index)
-        if isinstance(sample, Unreadable):
-            return sample
-        box = self.boxes[index] if self.boxes is not None else None
-        has_box = box is not None and bool(torch.isfinite(box).all())
-        out = self.joint(sample["image"], bbox=box if has_box else None)
-        if box is not None and not has_box:
-            out["bbox"] = torch.full((4,), math.nan)
-        out["label"] = sample["label"].long()
-        out["index"] = sample["index"].long()
-        return out
-
-
 class INaturalistDataModule(ExplainDataModule):
     """iNaturalist 2017 (module docstring: layout, classes, splits, boxes).
 
@@ -290,7 +267,7 @@ class INaturalistDataModule(ExplainDataModule):
             )
         return index
 
-    def _make_dataset(self, split: str) -> INaturalistDataset:
+    def _make_dataset(self, split: str) -> AnnotatedImageDataset:
         index = self._indexed("test" if split == "test" else "train")
         if split == "test":
             rows = np.arange(len(index["labels"]))
@@ -310,4 +287,4 @@ class INaturalistDataModule(ExplainDataModule):
             self.std,
         )
         boxes = index["boxes"][torch.from_numpy(rows)] if "boxes" in index else None
-        return INaturalistDataset(samples, transform, boxes)
+        return AnnotatedImageDataset(samples, transform, boxes=boxes)
