@@ -145,7 +145,7 @@ def test_flip_swaps_left_and_right_landmarks(celeba_root):
     for seed in range(16):
         torch.manual_seed(seed)
         points = train[0]["landmarks"]
-        flipped = not torch.allclose(points[2, 0], torch.tensor(20.0 * W / W))  # the nose moved
+        flipped = not torch.allclose(points[2, 0], torch.tensor(20.0))  # the nose (x = 20) moved
         seen.add(flipped)
         if flipped:  # x -> W - 1 - x and lefteye takes the mirrored right eye
             torch.testing.assert_close(points[0, :2], torch.tensor([W - 1 - 30.0, 20 * W / H]))
