@@ -15,10 +15,13 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
 from .evaluation import ExplanationEvaluator, render_gallery
-from .utils.instantiate import instantiate_named_dict, load_method_checkpoint
+from .methods.build import load_method
+from .utils.instantiate import instantiate_named_dict
 from .utils.paths import CONF_DIR
 from .utils.run import task_wrapper, write_metrics
 from .utils.validate import validate_config
@@ -27,21 +30,55 @@ from .viz import save_figure
 
 log = logging.getLogger("explainbench")
 
+_MISSING = object()  # OmegaConf.select's answer for a key that is absent (None is a value)
 
-def data_config(cfg: DictConfig, stored: dict) -> DictConfig:
-    """The checkpoint's own data config, with this command line's ``data.*`` overrides on top;
-    choosing another dataset (``data=...``) or ``data_from_checkpoint=false`` uses ``cfg.data``."""
-    try:
-        overrides = list(HydraConfig.get().overrides.task)
-    except ValueError:
-        overrides = []
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
-    if not cfg.get("data_from_checkpoint", True) or "data" in keys or "data" not in stored:
+
+def data_config(
+    cfg: DictConfig, build_config: dict, overrides: list[str] | None = None
+) -> DictConfig:
+    """The checkpoint's own data config with this command line's ``data.*`` overrides on top
+    (``overrides``: default the Hydra task's); choosing another dataset (``data=...``) or
+    ``data_from_checkpoint=false`` uses ``cfg.data``."""
+    if overrides is None:
+        try:
+            overrides = list(HydraConfig.get().overrides.task)
+        except ValueError:  # not under Hydra (a notebook)
+            overrides = []
+    # Hydra's own parser: quoting, lists, null, and the +/++/~ prefixes read as Hydra reads them
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    if (
+        not cfg.get("data_from_checkpoint", True)
+        or "data" not in build_config
+        or any(o.key_or_group == "data" for o in parsed)
+    ):
         return cfg.data
-    dotlist = [
-        o.lstrip("+")[len("data.") :] for o in overrides if o.lstrip("+").startswith("data.")
-    ]
-    return OmegaConf.merge(OmegaConf.create(stored["data"]), OmegaConf.from_dotlist(dotlist))
+    data = OmegaConf.create(build_config["data"])
+    for override in parsed:
+        if override.key_or_group.startswith("data."):
+            apply_override(data, override.key_or_group[len("data.") :], override)
+    return data
+
+
+def apply_override(config: DictConfig, key: str, override: Override) -> None:
+    """Apply one parsed override to ``config`` at ``key``: a deletion (``~data.x``, or
+    ``~data.x=v`` only where x is v, as in Hydra) or a change/addition (``data.x=v``,
+    ``+data.x=v``). A key the stored config lacks is added: the checkpoint's data may be another
+    dataset than evaluate.yaml's, whose keys Hydra checked the override against."""
+    value = override.value()
+    if not override.is_delete():
+        OmegaConf.update(config, key, value, merge=True, force_add=True)
+        return
+    current = OmegaConf.select(config, key, default=_MISSING)
+    if current is _MISSING:
+        raise ValueError(
+            f"Cannot delete {override.input_line}: the checkpoint's data config has no '{key}'."
+        )
+    if value is not None and value != current:
+        raise ValueError(
+            f"Cannot delete {override.input_line}: the checkpoint's data.{key} is {current}."
+        )
+    parent, _, leaf = key.rpartition(".")
+    del (OmegaConf.select(config, parent) if parent else config)[leaf]
 
 
 def results_table(results: dict[str, dict[str, float]]) -> tuple[list[str], list[list[str]]]:
@@ -94,12 +131,13 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     device = pick_device(cfg.device)
-    model, stored = load_method_checkpoint(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
+    model = load_method(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
     model.to(device)
-    datamodule = hydra.utils.instantiate(data_config(cfg, stored))
-    if datamodule.num_classes != stored["num_classes"]:
+    datamodule = hydra.utils.instantiate(data_config(cfg, model.build_config))
+    if datamodule.num_classes != model.data_info.num_classes:
         raise ValueError(
-            f"The checkpoint has {stored['num_classes']} classes but the data has {datamodule.num_classes}: "
+            f"The checkpoint has {model.data_info.num_classes} classes but the data has "
+            f"{datamodule.num_classes}: "
             "evaluate on the dataset (and variant) the model was trained on."
         )
     datamodule.setup("test")
@@ -107,7 +145,9 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     if not explainers:
         raise ValueError("No explainers to evaluate: choose some, e.g. explainers=[gradcam,rise].")
     metrics = instantiate_named_dict(cfg.get("metrics"))
-    evaluator = ExplanationEvaluator(explainers, metrics, datamodule.mean, datamodule.std)
+    evaluator = ExplanationEvaluator(
+        explainers, metrics, datamodule.mean, datamodule.std, datamodule.annotations
+    )
     evaluator.to(device)
 
     from rich.progress import Progress

@@ -15,9 +15,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from .methods.build import build_method
 from .methods.frozen_classifier import ensure_frozen_classifier
 from .utils.checkpoint_fit import check_checkpoint_fits
-from .utils.instantiate import DATA_INFO_KEYS, build_method, instantiate_named
+from .utils.instantiate import instantiate_named
 from .utils.outcome import checkpoint_to_test, optimized_metric_value
 from .utils.paths import CONF_DIR
 from .utils.run import is_rank_zero, print_metrics_table, task_wrapper, to_floats, write_metrics
@@ -54,9 +55,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True)
 
     datamodule = hydra.utils.instantiate(cfg.data)
-    data_name = cfg.data.get("_target_", "the data").rsplit(".", 1)[-1]
-    data_info = {key: getattr(datamodule, key, None) for key in DATA_INFO_KEYS}
-    model = build_method(cfg, datamodule.num_classes, data_name, data_info)
+    model = build_method(cfg, datamodule)
     if cfg.get("ckpt_path"):
         check_checkpoint_fits(model, cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
     # Lightning reads checkpoints itself (resume, test): weights-only too, unless trusted

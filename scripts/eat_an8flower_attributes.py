@@ -20,7 +20,7 @@ import hydra
 import torch
 from omegaconf import OmegaConf
 
-from explainbench.utils.instantiate import load_method_checkpoint
+from explainbench.methods.build import load_method
 
 
 def discriminative_attributes(class_names: list[str], attribute_names: list[str]) -> torch.Tensor:
@@ -40,10 +40,10 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=3, help="sentences to print")
     args = parser.parse_args()
 
-    model, stored = load_method_checkpoint(args.ckpt)
+    model = load_method(args.ckpt)
     if not hasattr(model, "attribute_scores"):
         raise SystemExit(f"{args.ckpt} is a {type(model).__name__} checkpoint, not EAT (method=eat).")
-    data_cfg = OmegaConf.create(stored["data"])
+    data_cfg = OmegaConf.create(model.build_config["data"])
     data_cfg.batch_size = args.batch_size
     if args.test_size is not None:
         data_cfg.test_size = args.test_size

@@ -18,7 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from explainbench.data.an8flower_folder import export_an8flower  # noqa: E402
-from explainbench.data.an8flower_render import MAX_SIZE, MIN_SIZE, SPLITS, VARIANTS  # noqa: E402
+from explainbench.data.an8flower_render import MAX_SIZE, MIN_SIZE, VARIANTS  # noqa: E402
+from explainbench.data.base import SPLITS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import hydra
 import pytest
 import torch
 
 from explainbench.backbones import build_backbone
+from explainbench.methods.build import build_method, load_method
 from explainbench.utils.checkpoint import UntrustedCheckpointError, load_checkpoint
-from explainbench.utils.instantiate import (
-    build_method,
-    load_method_checkpoint,
-    unwrap_instantiation_error,
-)
+from explainbench.utils.instantiate import unwrap_instantiation_error
 
 from .helpers import compose_cfg, run_cli
 
@@ -59,7 +57,7 @@ def assert_refused(err: pytest.ExceptionInfo, marker: Path) -> None:
 def test_crafted_checkpoint_is_refused_by_evaluate_loader(crafted):
     path, marker = crafted
     with pytest.raises(UntrustedCheckpointError) as err:
-        load_method_checkpoint(str(path))
+        load_method(str(path))
     assert_refused(err, marker)
 
 
@@ -83,7 +81,8 @@ def test_trust_checkpoint_key_reaches_the_backbone_loader(crafted, tmp_path):
 
     def build(overrides: list[str]) -> None:
         try:
-            build_method(compose_cfg(overrides, tmp_path), 6, "An8FlowerDataModule")
+            cfg = compose_cfg(overrides, tmp_path)
+            build_method(cfg, hydra.utils.instantiate(cfg.data))
         except Exception as err:  # the error a user sees, not Hydra's wrapper
             raise unwrap_instantiation_error(err) from None
 

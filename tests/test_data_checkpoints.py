@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from explainbench.backbones import build_backbone
 from explainbench.data.an8flower_folder import export_an8flower
 from explainbench.methods import Classifier
-from explainbench.utils.instantiate import DATA_INFO_KEYS, build_backbone_for_data, method_data_info
+from explainbench.methods.build import build_backbone_for_data, instantiate_method
 
 from .data.test_attribute_folder import write_folder
 from .data.test_celeba import write_celeba
@@ -124,10 +124,8 @@ def test_method_hyperparameters_load_with_weights_only(method, tmp_path):
     datamodule = instantiate(cfg.data)
     backbone = build_backbone_for_data(cfg.backbone, datamodule.num_classes)
     backbone.source = "checkpoint:test"  # L-CAM explains a trained classifier
-    info = method_data_info(
-        cfg.method, {k: getattr(datamodule, k) for k in DATA_INFO_KEYS}, "an8flower"
-    )
-    model = instantiate(cfg.method, backbone=backbone, **info)
+    model = instantiate_method(cfg.method, backbone, datamodule.info(), {})
+    assert model.hparams["data_info"] == datamodule.info().to_dict()  # a plain dict
     weights_only_round_trip(dict(model.hparams))
 
 

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
+from explainbench.methods.build import load_method
 from explainbench.train import run
-from explainbench.utils.instantiate import load_method_checkpoint
 
 from .data.test_attribute_folder import write_folder
 from .data.test_cub import write_cub
@@ -77,10 +77,12 @@ def test_eat_run_logs_both_terms_far_and_draws_the_gallery(eat_run):
 
 def test_checkpoint_alone_rebuilds_eat_with_its_names(eat_run):
     run_dir, _ = eat_run
-    model, stored = load_method_checkpoint(str(run_dir / "checkpoints" / "last.ckpt"))
+    model = load_method(str(run_dir / "checkpoints" / "last.ckpt"))
     from explainbench.data.an8flower import attribute_names, class_names
 
-    assert stored["data_info"] == {"attribute_names": attribute_names(), "class_names": class_names("double12c")}
+    info = model.build_config["data_info"]
+    assert info["attribute_names"] == attribute_names()
+    assert info["class_names"] == class_names("double12c")
     assert model.attribute_names == attribute_names() and model.num_attributes == 15
     explanation = model.explain_attributes(torch.randn(2, 3, 64, 64))
     assert all(s.startswith("This flower has ") for s in explanation.sentences)

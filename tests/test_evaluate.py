@@ -12,9 +12,9 @@ import torch
 from explainbench.evaluation import ExplanationEvaluator
 from explainbench.explainers.activation import ActivationMap
 from explainbench.explainers.gradcam import GradCAM
-from explainbench.metrics import AverageDropIncrease, ForegroundAttentionRate, PassCount
+from explainbench.methods.build import load_method
+from explainbench.metrics import AverageDropIncrease, ForegroundAttentionRate, MaskIoU, PassCount
 from explainbench.train import run
-from explainbench.utils.instantiate import load_method_checkpoint
 
 from .helpers import TINY_DATA, compose_cfg, run_cli, run_dirs
 
@@ -45,14 +45,16 @@ def test_callback_logs_stage_metric_explainer(trained_run):
 def test_callback_value_equals_a_direct_evaluation(trained_run):
     """The logged AD@15 is what the evaluator computes on the same first 20 test images."""
     run_dir, metrics = trained_run
-    model, stored = load_method_checkpoint(str(run_dir / "checkpoints" / "last.ckpt"))
+    model = load_method(str(run_dir / "checkpoints" / "last.ckpt"))
     cfg = compose_cfg(TINY_DATA, run_dir)
     import hydra
 
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("test")
     batch = next(iter(torch.utils.data.DataLoader(dm.dataset("test"), batch_size=20)))
-    evaluator = ExplanationEvaluator({"gradcam": GradCAM()}, {"ad_ic": AverageDropIncrease()}, dm.mean, dm.std)
+    evaluator = ExplanationEvaluator(
+        {"gradcam": GradCAM()}, {"ad_ic": AverageDropIncrease()}, dm.mean, dm.std, dm.annotations
+    )
     evaluator.update(model, batch)
     row = evaluator.compute()["gradcam"]
     # the test ran on the best checkpoint, which with one epoch is the last one
@@ -117,17 +119,40 @@ def test_unknown_explainer_is_a_clear_error(trained_run, tmp_path):
 def test_metric_needing_a_missing_annotation_is_skipped_with_a_warning():
     from explainbench.utils.image import IMAGENET_MEAN, IMAGENET_STD
 
-    evaluator = ExplanationEvaluator({"activation": ActivationMap()},
-                                     {"far": ForegroundAttentionRate(), "passes": PassCount()},
-                                     IMAGENET_MEAN, IMAGENET_STD)
-    model = _tiny_model()
-    batch = {"image": torch.randn(2, 3, 16, 16), "label": torch.tensor([0, 1])}  # no mask
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        evaluator = ExplanationEvaluator({"activation": ActivationMap()},
+                                         {"far": ForegroundAttentionRate(), "passes": PassCount()},
+                                         IMAGENET_MEAN, IMAGENET_STD, annotations={"part_mask"})
+        model = _tiny_model()
+        batch = {"image": torch.randn(2, 3, 16, 16), "label": torch.tensor([0, 1])}  # no mask
         evaluator.update(model, batch)
-    assert any("Skipping metric 'far'" in str(w.message) and "mask" in str(w.message) for w in caught)
+        evaluator.update(model, batch)
+    skips = [str(w.message) for w in caught if "Skipping metric" in str(w.message)]
+    assert skips == ["Skipping metric 'far': the data has no mask annotation."]  # one, not per batch
     assert evaluator.compute()["activation"] == pytest.approx({"fw": 1.0, "bw": 0.0, "ms_per_image": pytest.approx(
         evaluator.compute()["activation"]["ms_per_image"])})
+
+
+def test_metrics_are_checked_once_against_the_data_annotations_before_any_batch():
+    """The data module's annotations decide which metrics run, at construction: a batch that
+    happens to carry a key the data does not declare changes nothing."""
+    from explainbench.utils.image import IMAGENET_MEAN, IMAGENET_STD
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluator = ExplanationEvaluator({"activation": ActivationMap()},
+                                         {"far": ForegroundAttentionRate(), "iou": MaskIoU()},
+                                         IMAGENET_MEAN, IMAGENET_STD, annotations={"mask"})
+    assert [str(w.message) for w in caught] == [
+        "Skipping metric 'iou': the data has no part_mask annotation."]
+    assert list(evaluator.metrics["activation"]) == ["far"]
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[..., :8] = 1.0
+    batch = {"image": torch.randn(2, 3, 16, 16), "label": torch.tensor([0, 1]),
+             "mask": mask, "part_mask": mask.clone()}
+    evaluator.update(_tiny_model(), batch)
+    assert set(evaluator.compute()["activation"]) == {"far", "ms_per_image"}
 
 
 def _tiny_model():

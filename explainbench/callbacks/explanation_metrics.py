@@ -52,12 +52,14 @@ class ExplanationMetrics(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.evaluator is not None:
             return
+        # metrics are checked against the data's annotations here, once, not batch by batch
         datamodule = trainer.datamodule
         self.evaluator = ExplanationEvaluator(
             self.explainers,
             self.metrics,
-            mean=getattr(datamodule, "mean", (0.485, 0.456, 0.406)),
-            std=getattr(datamodule, "std", (0.229, 0.224, 0.225)),
+            mean=datamodule.mean,
+            std=datamodule.std,
+            annotations=datamodule.annotations,
         )
 
     # -- one routine for both stages ------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Datasets that skip unreadable files (ImageNet, CUB, SUN Attribute, attribute folders) warn
 once per file and list the skipped files in ``batch["skipped"]``
-(:func:`~explainbench.data.imagenet.collate_skipping_none`). The list is built by the collate
+(:func:`~explainbench.data.folder.collate_skipping_none`). The list is built by the collate
 function in the DataLoader worker and travels with the batch, so this callback, in the main
 process, sees every skipped file whatever ``data.num_workers`` is. Every method attaches it
 (``ExplainableMethod.configure_callbacks``), so it runs whatever ``callbacks`` the config lists.
@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from ..data.imagenet import SKIPPED_KEY
+from ..data.folder import SKIPPED_KEY
 
 METRIC = "data/skipped_images"
 SHOWN_FILES = 5

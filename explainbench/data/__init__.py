@@ -12,7 +12,7 @@
 from .an8flower import An8Flower, An8FlowerDataModule, render_sample
 from .an8flower_folder import An8FlowerFolderDataModule, export_an8flower
 from .attribute_folder import AttributeFolderDataModule
-from .base import ExplainDataModule
+from .base import Batch, ExplainDataModule
 from .celeba import CelebADataModule
 from .cub import CUBDataModule
 from .imagenet import ImageNetDataModule
@@ -24,6 +24,7 @@ __all__ = [
     "An8FlowerDataModule",
     "An8FlowerFolderDataModule",
     "AttributeFolderDataModule",
+    "Batch",
     "CUBDataModule",
     "CelebADataModule",
     "ExplainDataModule",

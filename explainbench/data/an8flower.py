@@ -14,7 +14,7 @@ Variants:
 Distractor blobs in the class colours are scattered over the background, so the class is
 given by the colour *of the discriminative part* only; ``part_mask`` marks that part.
 
-Each sample is the Batch contract (``DESIGN.md``) dict: ``image`` float ``[3,H,W]``
+Each sample is a ``Batch`` (``docs/design.md``): ``image`` float ``[3,H,W]``
 normalised with ImageNet mean/std, ``label`` long, ``mask`` ``[1,H,W]`` (whole flower) and
 ``part_mask`` ``[1,H,W]`` float 0/1, ``bbox`` ``[4]`` xyxy pixel edges of the flower,
 ``landmarks`` ``[5,3]`` (x, y, visible) in continuous pixel coordinates for
@@ -35,13 +35,12 @@ from .an8flower_render import (
     FlowerRenderer,
     attribute_names,
     check_image_size,
-    check_split,
     check_variant,
     class_names,
     num_classes,
     render_sample,
 )
-from .base import ExplainDataModule
+from .base import Batch, ExplainDataModule, check_split
 
 __all__ = [
     "LANDMARK_NAMES",
@@ -131,7 +130,7 @@ class An8Flower(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> dict[str, Tensor]:
+    def __getitem__(self, i: int) -> Batch:
         if not -self.length <= i < self.length:
             raise IndexError(
                 f"index {i} out of range for an8flower {self.split} of length {self.length}"
@@ -198,8 +197,7 @@ class An8FlowerDataModule(ExplainDataModule):
             AD/IC protocol) dim it; a classifier that never saw a dim flower reads a dimmed
             red centre as another colour, which would make those methods and metrics measure
             brightness, not where the model looks.
-        batch_size, num_workers, pin_memory, persistent_workers, subset, subset_seed: see
-            :class:`~explainbench.data.base.ExplainDataModule`.
+        **kwargs: loader settings, see :class:`~explainbench.data.base.ExplainDataModule`.
     """
 
     annotations = frozenset({"mask", "part_mask", "bbox", "landmarks", "attributes"})
@@ -216,21 +214,9 @@ class An8FlowerDataModule(ExplainDataModule):
         in_memory: bool = True,
         hflip: bool = False,
         brightness: float = 0.7,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool | None = None,
-        subset: int | None = None,
-        subset_seed: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            subset=subset,
-            subset_seed=subset_seed,
-        )
+        super().__init__(**kwargs)
         # fail at construction, not at setup() in the middle of a run
         self.variant = check_variant(variant)
         self.image_size = check_image_size(image_size)

@@ -13,15 +13,14 @@ order. Images may also be ``.jpg``/``.jpeg`` (masks are looked up by stem, any o
 extensions).
 
 Split (there is no official one): each image goes to train/val/test by a hash of
-``"<split_seed>:<class>/<file name>"`` against the cumulative ``split_ratios``, so the split
-is deterministic, independent of file-system order, and adding images never moves the
-others. :func:`export_an8flower` writes generated flowers in this layout
-(``scripts/export_an8flower.py``).
+``"<split_seed>:<class>/<file name>"`` against the cumulative ``split_ratios``
+(:func:`.folder.split_of`), so the split is deterministic, independent of file-system order,
+and adding images never moves the others. :func:`export_an8flower` writes generated flowers
+in this layout (``scripts/export_an8flower.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,11 +34,12 @@ from torchvision.transforms import v2
 
 from ..utils.image import IMAGENET_MEAN, IMAGENET_STD
 from .an8flower_render import FlowerRenderer, check_variant, class_names, num_classes
-from .base import SPLITS, ExplainDataModule
+from .base import Batch, ExplainDataModule
+from .folder import IMAGE_EXTENSIONS, check_ratios, split_of
+from .transforms import read_mask
 
 FOLDERS = {"single6c": "an8Flower_single_6c", "double12c": "an8Flower_double_12c"}
 MASK_SUFFIX = "_MASK"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 def expected_layout(root: str | Path, variant: str) -> str:
@@ -97,15 +97,6 @@ def scan_folder(
     return names, samples
 
 
-def split_of(key: str, ratios: Sequence[float], seed: int = 0) -> str:
-    """``"train"``/``"val"``/``"test"`` for a sample key, from a stable hash (not Python's
-    salted ``hash``) mapped to [0, 1) and compared with the cumulative ratios."""
-    digest = hashlib.sha1(f"{seed}:{key}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2.0**64
-    edges = np.cumsum(ratios) / np.sum(ratios)
-    return SPLITS[min(int(np.searchsorted(edges, u, side="right")), len(SPLITS) - 1)]
-
-
 class An8FlowerFolder(Dataset):
     """Samples ``(image, part_mask)`` from a list of ``(image path, mask path, label)``.
 
@@ -133,15 +124,12 @@ class An8FlowerFolder(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> dict[str, Tensor]:
+    def __getitem__(self, i: int) -> Batch:
         image_path, mask_path, label = self.samples[i]
         with Image.open(image_path) as im:
             image = tv_tensors.Image(torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1))
-        with Image.open(mask_path) as im:
-            # any bright pixel is part; masks may be saved as RGB or grey
-            mask = tv_tensors.Mask(
-                torch.from_numpy(np.array(im.convert("L")) > 127).unsqueeze(0).to(torch.uint8)
-            )
+        # any bright pixel is part; masks may be saved as RGB or grey
+        mask = tv_tensors.Mask(read_mask(mask_path))
         image, mask = self.transform(image, mask)
         return {
             "image": image.as_subclass(Tensor),
@@ -164,8 +152,7 @@ class An8FlowerFolderDataModule(ExplainDataModule):
         split_seed: changes which images go to which split.
         classes: class folder names in label order (default: sorted folder names).
         hflip: random horizontal flip of training images.
-        batch_size, num_workers, pin_memory, persistent_workers, subset, subset_seed: see
-            :class:`~explainbench.data.base.ExplainDataModule`.
+        **kwargs: loader settings, see :class:`~explainbench.data.base.ExplainDataModule`.
 
     ``num_classes`` is known from the variant; the folder is scanned on first use of
     ``class_names`` or on ``setup()``, which is where a missing folder is reported.
@@ -182,32 +169,15 @@ class An8FlowerFolderDataModule(ExplainDataModule):
         split_seed: int = 0,
         classes: Sequence[str] | None = None,
         hflip: bool = False,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool | None = None,
-        subset: int | None = None,
-        subset_seed: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            subset=subset,
-            subset_seed=subset_seed,
-        )
+        super().__init__(**kwargs)
         self.variant = check_variant(variant)
         if root is None or str(root) == "":
             raise ValueError(f"data.root is not set; {expected_layout('<root>', variant)}")
-        ratios = [float(r) for r in split_ratios]
-        if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
-            raise ValueError(
-                f"data.split_ratios must be three non-negative train/val/test weights, got {ratios}"
-            )
         self.root = Path(root)
         self.image_size = image_size
-        self.split_ratios = ratios
+        self.split_ratios = check_ratios(split_ratios)
         self.split_seed = split_seed
         self.classes = list(classes) if classes is not None else None
         self.hflip = hflip

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SPLITS = ("train", "val", "test")
+from .base import SPLITS, check_split
+
 VARIANTS = ("single6c", "double12c")
 MIN_SIZE, MAX_SIZE = 32, 224
 
@@ -96,12 +97,6 @@ def check_image_size(image_size: int) -> int:
             f"got {image_size!r}"
         )
     return int(image_size)
-
-
-def check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-    return split
 
 
 def num_classes(variant: str) -> int:

@@ -32,7 +32,7 @@ listed in neither are not used; an image listed twice is an error); validation i
 ``splits/val.txt`` if present, else a deterministic ``val_fraction`` of each class's listed
 training images. Without ``splits/``, each class's images are ordered by
 ``sha1("<split_seed>:<class>/<file name>")`` and cut by ``split_ratios`` (default 0.7 / 0.1 /
-0.2; :func:`.attribute_common.stratified_split`), deterministic and independent of file order.
+0.2; :func:`.folder.stratified_split`), deterministic and independent of file order.
 """
 
 from __future__ import annotations
@@ -44,20 +44,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .attribute_common import (
-    AttributeDataModule,
-    AttributeImageDataset,
-    JointTransform,
-    attribute_targets,
+from .attribute_common import AttributeDataModule, AttributeImageDataset, attribute_targets
+from .base import SPLITS
+from .folder import (
     check_ratios,
     check_val_fraction,
+    class_folders,
+    folder_samples,
     require_dir,
     require_file,
     require_images,
     stratified_split,
 )
-from .base import SPLITS
-from .imagenet import class_folders, folder_samples
 
 LAYOUT = (
     "expected root/images/<class>/*.jpg|png, root/attributes.csv (header 'class,<attribute>,...', "
@@ -118,17 +116,11 @@ class AttributeFolderDataModule(AttributeDataModule):
 
     Args:
         root: the dataset folder.
-        image_size: side of the square crop the model sees (224).
-        resize_size: shorter side before the crop (256); ``None`` resizes straight to
-            ``image_size`` square.
-        attribute_mode: ``"binary"`` (value >= ``attribute_threshold`` → 1) or ``"soft"``.
-        attribute_threshold: in [0, 1] (0.5).
         split_ratios: train/val/test weights per class, used without ``splits/``.
         val_fraction: share of each class's ``splits/train.txt`` images used for validation
             when there is no ``splits/val.txt``.
-        split_seed: which images go to which split.
-        augment: random crop + horizontal flip for training (False: eval preprocessing).
-        **kwargs: loader settings, see :class:`~explainbench.data.base.ExplainDataModule`.
+        **kwargs: preprocessing, attribute mode, ``split_seed`` and loader settings, see
+            :class:`~explainbench.data.attribute_common.AttributeDataModule`.
 
     The constructor lists the class folders and reads the CSV; images are listed on the first
     ``setup()``.
@@ -137,19 +129,11 @@ class AttributeFolderDataModule(AttributeDataModule):
     def __init__(
         self,
         root: str,
-        image_size: int = 224,
-        resize_size: int | None = 256,
-        attribute_mode: str = "binary",
-        attribute_threshold: float = 0.5,
         split_ratios: Sequence[float] = (0.7, 0.1, 0.2),
         val_fraction: float = 0.1,
-        split_seed: int = 0,
-        augment: bool = True,
         **kwargs,
     ) -> None:
-        super().__init__(
-            image_size, resize_size, attribute_mode, attribute_threshold, split_seed, augment, **kwargs
-        )
+        super().__init__(**kwargs)
         self.split_ratios = check_ratios(split_ratios)
         self.val_fraction = check_val_fraction(val_fraction)
 
@@ -223,12 +207,6 @@ class AttributeFolderDataModule(AttributeDataModule):
         if self.masks is not None:
             masks = [self.masks / path.parent.name / f"{path.stem}.png" for path, _ in samples]
             require_images(masks, "masks", f"expected {self.masks}/<class>/<image stem>.png")
-        transform = JointTransform(
-            split == "train" and self.augment,
-            self.image_size,
-            self.resize_size,
-            self.mean,
-            self.std,
-        )
+        transform = self.joint_transform(split)
         labels = torch.tensor([label for _, label in samples], dtype=torch.long)
         return AttributeImageDataset(samples, transform, self.class_attributes, labels, masks=masks)

@@ -7,29 +7,27 @@ The base owns everything the datasets share: dataloaders, worker settings, and t
 random ``subset`` of the test split that ``evaluate.py`` uses
 (``data.subset=2000 data.subset_seed=0``).
 
-Every dataset yields the Batch contract of ``DESIGN.md`` per sample: ``image`` float
-``[3,H,W]`` normalised with ``mean``/``std``, ``label`` long, ``index`` long (the sample's
-index in its split, kept through ``subset``), plus the optional keys listed in
-``annotations`` (``mask``, ``part_mask``, ``bbox``, ``landmarks``, ``attributes``). Batches of
-datasets that skip unreadable files also carry ``skipped``: the list of the files left out
-(see :func:`~explainbench.data.imagenet.collate_skipping_none`).
+Every dataset yields :class:`Batch` samples (the batch contract, ``docs/design.md``): the
+keys every sample has, plus exactly the optional keys its data module lists in
+``annotations``. Metrics are checked against ``annotations`` once, before the first batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..utils.hparams import PlainHyperparameters
 from ..utils.image import IMAGENET_MEAN, IMAGENET_STD
+from .info import DataInfo
 
 SPLITS = ("train", "val", "test")
-OPTIONAL_KEYS = frozenset({"mask", "part_mask", "bbox", "landmarks", "attributes"})
 # which splits each Lightning stage needs (None: all of them)
 _STAGE_SPLITS = {
     "fit": ("train", "val"),
@@ -38,6 +36,55 @@ _STAGE_SPLITS = {
     "predict": ("test",),
     None: SPLITS,
 }
+
+
+class BatchKeys(TypedDict):
+    """The keys of every sample and batch (see :class:`Batch`)."""
+
+    image: Tensor
+    label: Tensor
+    index: Tensor
+
+
+class Batch(BatchKeys, total=False):
+    """The dict every dataset yields: one sample, or a batch of them (shapes below per sample;
+    a batch adds a leading ``B``).
+
+    Always present (:class:`BatchKeys`):
+
+    * ``image`` float ``[3,H,W]``, normalised with the data module's ``mean``/``std``;
+    * ``label`` long ``[]``, the class index; on multi-label data (the data module's
+      ``multilabel``, e.g. CelebA's 40 attributes) float ``[num_classes]`` of 0/1 labels;
+    * ``index`` long ``[]``, the sample's index in its split (kept through ``data.subset``).
+
+    Present exactly when the key is in the data module's ``annotations``; geometric
+    augmentation moves them with the image:
+
+    * ``mask`` float ``[1,H,W]`` 0/1, the whole object;
+    * ``part_mask`` float ``[1,H,W]`` 0/1, the discriminative part (an8flower);
+    * ``bbox`` float ``[4]``, the object's box as ``x1, y1, x2, y2`` pixel edges;
+    * ``landmarks`` float ``[L,3]``, ``(x, y, visible)`` in pixels, in the order of the data
+      module's ``landmark_names``;
+    * ``attributes`` float ``[A]`` in [0, 1], in the order of ``attribute_names``.
+
+    Batches only, from datasets that skip unreadable files
+    (:func:`~explainbench.data.folder.collate_skipping_none`):
+
+    * ``skipped`` ``list[str]``, the files left out of this batch.
+    """
+
+    mask: Tensor
+    part_mask: Tensor
+    bbox: Tensor
+    landmarks: Tensor
+    attributes: Tensor
+    skipped: list[str]
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    return split
 
 
 class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
@@ -55,18 +102,17 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
         subset_seed: seed of that subset, so runs compare on the same images.
 
     Subclasses set, in ``__init__``: ``num_classes``, ``class_names``, and where they differ
-    from the defaults ``attribute_names`` / ``landmark_names`` (None), ``multilabel`` (False),
-    ``annotations`` (empty), ``mean``/``std``
-    (ImageNet), ``collate_fn`` (default collation); and implement :meth:`_make_dataset`.
+    from the defaults ``attribute_names`` and ``landmark_names`` (None), ``multilabel``
+    (False), ``annotations`` (empty), ``mean``/``std`` (ImageNet), ``collate_fn`` (default
+    collation); and implement :meth:`_make_dataset`. :meth:`info` hands these facts to the method.
     """
 
     num_classes: int
     class_names: list[str]
     attribute_names: list[str] | None = None
-    # names of the ``landmarks`` rows, for datasets with that annotation
     landmark_names: list[str] | None = None
     # True: ``label`` is float ``[num_classes]`` of independent 0/1 labels (CelebA's 40
-    # attributes), not a long class index; methods read it through build_method
+    # attributes), not a long class index; methods read it from data_info
     multilabel: bool = False
     annotations: frozenset[str] = frozenset()
     mean: tuple[float, ...] = IMAGENET_MEAN
@@ -109,6 +155,20 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
         self.subset_seed = subset_seed
         self._datasets: dict[str, Dataset] = {}
 
+    def info(self) -> DataInfo:
+        """The facts a method is built from (see :class:`~explainbench.data.info.DataInfo`); read
+        from the constructor's attributes, so no data is loaded."""
+        return DataInfo(
+            num_classes=self.num_classes,
+            class_names=self.class_names,
+            attribute_names=self.attribute_names,
+            landmark_names=self.landmark_names,
+            mean=self.mean,
+            std=self.std,
+            annotations=self.annotations,
+            multilabel=self.multilabel,
+        )
+
     # -- what subclasses implement ------------------------------------------------------------
     def _make_dataset(self, split: str) -> Dataset:
         """The full dataset of ``split`` (one of ``"train"``, ``"val"``, ``"test"``)."""
@@ -118,9 +178,7 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
     def dataset(self, split: str) -> Dataset:
         """The dataset of ``split``, built on first use; the test split is restricted to
         ``subset``. Callbacks and ``evaluate.py`` may call this without a Trainer."""
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-        if split not in self._datasets:
+        if check_split(split) not in self._datasets:
             dataset = self._make_dataset(split)
             if split == "test" and self.subset is not None:
                 dataset = self._fixed_subset(dataset)

@@ -48,9 +48,9 @@ import torch
 from torch import Tensor
 
 from .annotated_images import AnnotatedImageDataset
-from .attribute_common import JointTransform, check_sizes, require_dir, require_file
-from .base import SPLITS, ExplainDataModule
-from .imagenet import collate_skipping_none
+from .base import SPLITS
+from .folder import require_dir, require_file
+from .image_files import ImageFilesDataModule
 
 LAYOUT = (
     "expected torchvision's CelebA layout in data.root: img_align_celeba/ (or img_celeba/ with "
@@ -166,7 +166,7 @@ def read_split_file(path: Path, known: dict[str, int]) -> dict[str, np.ndarray]:
     return {split: np.array(r, dtype=np.int64) for split, r in rows.items()}
 
 
-class CelebADataModule(ExplainDataModule):
+class CelebADataModule(ImageFilesDataModule):
     """CelebA (module docstring: layout, targets, annotations, splits).
 
     Args:
@@ -176,14 +176,15 @@ class CelebADataModule(ExplainDataModule):
         aligned: ``True``: ``img_align_celeba/`` + aligned landmarks; ``False``: ``img_celeba/``,
             its landmarks and boxes.
         landmark_split: a ``"<image> <train|val|test>"`` file replacing ``list_eval_partition.txt``.
-        image_size: side of the square the images are resized to (no crop).
-        augment: random horizontal flip of training images.
+        image_size: side of the square the model sees (256, as the region-grouping paper).
+        resize_size: ``None`` (default): a plain resize to ``image_size`` square, no crop (the
+            paper); a size: shorter side first, then an ``image_size`` crop.
+        augment: random horizontal flip (and crop, with ``resize_size``) of training images.
         **kwargs: loader settings, see :class:`~explainbench.data.base.ExplainDataModule`.
 
     Reads only line 2 of the attribute file here (names); the tables are parsed on first use.
     """
 
-    collate_fn = staticmethod(collate_skipping_none)
     landmark_names = ["lefteye", "righteye", "nose", "leftmouth", "rightmouth"]
 
     def __init__(
@@ -193,12 +194,12 @@ class CelebADataModule(ExplainDataModule):
         aligned: bool = True,
         landmark_split: str | None = None,
         image_size: int = 256,
+        resize_size: int | None = None,
         augment: bool = True,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
-        check_sizes(image_size, None)
-        self.image_size, self.augment, self.aligned = image_size, augment, bool(aligned)
+        super().__init__(image_size=image_size, resize_size=resize_size, augment=augment, **kwargs)
+        self.aligned = bool(aligned)
         self.root = find_root(require_dir(Path(root), "CelebA root", LAYOUT))
         folder, landmark_file = IMAGES[self.aligned]
         self.image_dir = require_dir(self.root / folder, "CelebA image folder", LAYOUT)
@@ -304,17 +305,9 @@ class CelebADataModule(ExplainDataModule):
                 f"'{self.image_dir}', e.g. '{missing[0]}'; {LAYOUT}"
             )
         index = torch.from_numpy(rows)
-        transform = JointTransform(
-            split == "train" and self.augment,
-            self.image_size,
-            None,
-            self.mean,
-            self.std,
-            self.landmark_names,
-        )
         return AnnotatedImageDataset(
             [(self.image_dir / name, 0) for name in names],
-            transform,
+            self.joint_transform(split, self.landmark_names),
             targets=self._targets(rows),
             boxes=table["bbox"][index] if "bbox" in table else None,
             landmarks=table["landmarks"][index],

@@ -31,7 +31,7 @@ At? Concentrate and Explain the Network Attention"). ``data.root`` is the unpack
 Each sample: ``image``, ``label`` (class id - 1), ``bbox`` xyxy pixels, ``landmarks``
 ``[15, 3]`` (x, y, visible) in ``parts.txt`` order, ``attributes`` ``[312]`` float, ``index``,
 and ``mask`` ``[1, H, W]`` when the segmentations folder exists. Boxes, landmarks and masks
-go through the same resize/crop/flip as the image (:class:`.attribute_common.JointTransform`).
+go through the same resize/crop/flip as the image (:class:`.transforms.JointTransform`).
 
 Attributes: by default the **class** vector, ``continuous / 100 >= attribute_threshold``
 (0.5, i.e. at least half of the workers saw it; ``attribute_mode=soft`` keeps the fraction);
@@ -41,7 +41,7 @@ names, ``attribute_groups`` the ``(group, value)`` pairs EAT's sentences use, e.
 ``("bill shape", "curved (up or down)")``.
 
 Splits: test is the official test split; val is a deterministic ``val_fraction`` of each
-class's official training images (:func:`.attribute_common.stratified_split` with
+class's official training images (:func:`.folder.stratified_split` with
 ``split_seed``), train the rest.
 """
 
@@ -54,17 +54,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .attribute_common import (
-    AttributeDataModule,
-    AttributeImageDataset,
-    JointTransform,
-    attribute_targets,
-    check_val_fraction,
-    require_dir,
-    require_file,
-    require_images,
-    stratified_split,
-)
+from .attribute_common import AttributeDataModule, AttributeImageDataset, attribute_targets
+from .folder import check_val_fraction, require_dir, require_file, require_images, stratified_split
 
 LAYOUT = (
     "expected the official CUB_200_2011/ folder as data.root: images.txt, images/, "
@@ -192,16 +183,13 @@ class CUBDataModule(AttributeDataModule):
 
     Args:
         root: the ``CUB_200_2011/`` folder.
-        image_size: side of the square crop the model sees (224).
-        resize_size: shorter side before the crop (256); ``None`` resizes straight to
-            ``image_size`` square (no crop, the whole bird stays in view).
-        attribute_mode: ``"binary"`` (fraction >= ``attribute_threshold`` → 1) or ``"soft"``.
-        attribute_threshold: in [0, 1]; 0.5 = present for at least half of the workers.
-        attribute_source: ``"class"`` (class vector, EAT) or ``"image"`` (per-image labels).
+        attribute_source: ``"class"`` (class vector, EAT) or ``"image"`` (per-image labels);
+            ``attribute_mode="binary"`` makes a fraction >= ``attribute_threshold`` of the
+            workers "present".
         val_fraction: share of each class's official training images used for validation.
-        split_seed: which training images go to validation.
-        augment: random crop + horizontal flip for training (False: eval preprocessing).
-        **kwargs: loader settings, see :class:`~explainbench.data.base.ExplainDataModule`.
+        **kwargs: preprocessing, attribute mode, ``split_seed`` (which training images go to
+            validation) and loader settings, see
+            :class:`~explainbench.data.attribute_common.AttributeDataModule`.
 
     Reads only the small text files here (names, the 200 x 312 class table); the per-image
     files are parsed on the first ``setup()``.
@@ -210,19 +198,11 @@ class CUBDataModule(AttributeDataModule):
     def __init__(
         self,
         root: str,
-        image_size: int = 224,
-        resize_size: int | None = 256,
-        attribute_mode: str = "binary",
-        attribute_threshold: float = 0.5,
         attribute_source: str = "class",
         val_fraction: float = 0.1,
-        split_seed: int = 0,
-        augment: bool = True,
         **kwargs,
     ) -> None:
-        super().__init__(
-            image_size, resize_size, attribute_mode, attribute_threshold, split_seed, augment, **kwargs
-        )
+        super().__init__(**kwargs)
         if attribute_source not in ATTRIBUTE_SOURCES:
             raise ValueError(
                 f"unknown data.attribute_source {attribute_source!r}; choose 'class' (the "
@@ -372,14 +352,7 @@ class CUBDataModule(AttributeDataModule):
             attribute_table, attribute_rows = self.class_attributes, labels
         else:
             attribute_table, attribute_rows = self._per_image_attributes(), rows
-        transform = JointTransform(
-            split == "train" and self.augment,
-            self.image_size,
-            self.resize_size,
-            self.mean,
-            self.std,
-            self.landmark_names,
-        )
+        transform = self.joint_transform(split, self.landmark_names)
         index = torch.as_tensor(rows, dtype=torch.long)
         return AttributeImageDataset(
             list(zip(images, labels.tolist(), strict=True)),

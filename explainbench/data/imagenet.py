@@ -15,32 +15,22 @@ Preprocessing follows the L-CAM paper (Gkartzonika et al.): shorter side 256, th
 
 An unreadable image inside a long run is logged, skipped and counted (``dataset.skipped``)
 instead of ending the run; missing folders, list files or listed images fail at once. The
-batch lists the skipped files (``batch["skipped"]``, see :func:`collate_skipping_none`), so the
+batch lists the skipped files (``batch["skipped"]``, see
+:func:`~explainbench.data.folder.collate_skipping_none`), so the
 run counts them in ``metrics.json`` and stops on a split where none is readable
 (:class:`~explainbench.callbacks.skipped_images.SkippedImages`).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
-import torch
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset, default_collate
 from torchvision import transforms as T
 
 from ..utils.image import IMAGENET_MEAN, IMAGENET_STD
 from .base import ExplainDataModule
+from .folder import ImageListDataset, class_folders, collate_skipping_none, folder_samples
 
-log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
-# batch key of the files collate_skipping_none left out
-SKIPPED_KEY = "skipped"
 SYNSET_FILES = ("synset_words.txt", "LOC_synset_mapping.txt")
 LAYOUT = (
     "expected root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG (ImageFolder layout), or "
@@ -78,24 +68,6 @@ def read_synsets(root: Path) -> tuple[list[str], list[str]] | None:
     return None
 
 
-def class_folders(folder: Path) -> list[str]:
-    """Sub-folder names in sorted order, whatever order the file system lists them in."""
-    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-
-
-def folder_samples(folder: Path, wnids: Sequence[str]) -> list[tuple[Path, int]]:
-    """``(path, label)`` for ``folder/<wnid>/*`` with labels in the order of ``wnids``."""
-    index = {wnid: i for i, wnid in enumerate(wnids)}
-    samples = []
-    for wnid in class_folders(folder):
-        if wnid not in index:
-            raise ValueError(f"Class folder '{folder / wnid}' is not one of the {len(wnids)} known classes.")
-        for entry in sorted(os.scandir(folder / wnid), key=lambda e: e.name):
-            if entry.name.lower().endswith(IMAGE_EXTENSIONS):
-                samples.append((Path(entry.path), index[wnid]))
-    return samples
-
-
 def list_samples(folder: Path, list_file: Path, num_classes: int) -> list[tuple[Path, int]]:
     """``(path, label)`` from a "<file name> <label>" list over a flat image folder."""
     if not list_file.is_file():
@@ -125,55 +97,6 @@ def imagenet_transform(train: bool, image_size: int = 224, resize: int = 256,
                        mean=IMAGENET_MEAN, std=IMAGENET_STD) -> T.Compose:
     crop = [T.RandomCrop(image_size), T.RandomHorizontalFlip()] if train else [T.CenterCrop(image_size)]
     return T.Compose([T.Resize(resize), *crop, T.ToTensor(), T.Normalize(mean, std)])
-
-
-class Unreadable(NamedTuple):
-    """What a dataset returns for a sample whose file could not be read: the file, so the
-    batch can name it (a plain ``None`` is accepted too, unnamed)."""
-
-    path: str
-
-
-class ImageListDataset(Dataset):
-    """Images from ``(path, label)`` pairs as Batch-contract dicts; unreadable files →
-    :class:`Unreadable`."""
-
-    def __init__(self, samples: Sequence[tuple[Path, int]], transform) -> None:
-        self.samples = list(samples)
-        self.transform = transform
-        self.skipped = 0
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict | Unreadable:
-        path, label = self.samples[index]
-        try:
-            with Image.open(path) as image:
-                pixels = self.transform(image.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as err:
-            self.skipped += 1
-            log.warning("Skipping unreadable image %s (%s); %d skipped so far in this process.",
-                        path, err, self.skipped)
-            return Unreadable(str(path))
-        return {"image": pixels, "label": torch.tensor(label), "index": torch.tensor(index)}
-
-
-def collate_skipping_none(batch: list[dict | Unreadable | None]) -> dict:
-    """Default collation without the samples a dataset could not read; ``"skipped"`` lists
-    their files (``"<unnamed>"`` for a ``None``).
-
-    The list travels inside the batch because collation runs in the DataLoader worker: a
-    counter kept there would never reach the main process with ``num_workers > 0``."""
-    kept = [sample for sample in batch if isinstance(sample, dict)]
-    skipped = [getattr(sample, "path", "<unnamed>") for sample in batch if not isinstance(sample, dict)]
-    if kept:
-        out = default_collate(kept)
-    else:
-        out = {"image": torch.empty(0, 3, 1, 1), "label": torch.empty(0, dtype=torch.long),
-               "index": torch.empty(0, dtype=torch.long)}
-    out[SKIPPED_KEY] = skipped
-    return out
 
 
 class ImageNetDataModule(ExplainDataModule):

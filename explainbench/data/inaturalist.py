@@ -12,9 +12,10 @@
 
 Classes: the categories of ``train2017.json`` sorted by id (label = position; the official ids
 are 0..5088). Splits: test is ``val2017.json`` (the paper tests on it; the test set's labels are
-not public); val is a fixed ``val_fraction`` of each species' training images, chosen by a hash
-of the image id and ``split_seed`` (independent of the file's order; every species keeps at least
-one training image); train is the rest.
+not public); val is a fixed ``val_fraction`` of each species' training images, chosen by
+``sha1("<split_seed>:<image id>")`` (:func:`.folder.stratified_split_index`, CUB's rule:
+independent of the file's order; every species keeps at least one training image); train is
+the rest.
 
 Boxes: when a box file exists every sample has ``bbox`` ``[4]`` xyxy in pixels of the transformed
 image (as CUB): the box around all of the image's annotated instances, so a pointing-game hit
@@ -32,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +41,9 @@ import torch
 from torch import Tensor
 
 from .annotated_images import AnnotatedImageDataset
-from .attribute_common import (
-    JointTransform,
-    check_sizes,
-    check_val_fraction,
-    require_dir,
-    require_file,
-)
-from .base import ExplainDataModule
-from .imagenet import collate_skipping_none
+from .base import SPLITS
+from .folder import check_val_fraction, require_dir, require_file, stratified_split_index
+from .image_files import ImageFilesDataModule
 
 LAYOUT = (
     "expected the iNaturalist 2017 layout in data.root: train_val_images/<super category>/"
@@ -164,31 +160,16 @@ def index_boxes(path: Path, file_names: np.ndarray) -> Tensor:
     return torch.from_numpy(boxes).float()
 
 
-def hash_rank(ids: np.ndarray, seed: int) -> np.ndarray:
-    """A pseudo-random uint64 per image id (splitmix64 of id and seed), vectorised: sha1 of 579k
-    names takes seconds; this a few milliseconds, and it does not depend on the file's order."""
-    with np.errstate(over="ignore"):
-        z = ids.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
 def carve_val(labels: np.ndarray, ids: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of the validation images: per class, the images of lowest hash rank, as many
-    as leave ``floor(n * (1 - val_fraction) + 0.5)`` (at least one) for training."""
-    order = np.lexsort((hash_rank(ids, seed), labels))
-    sorted_labels = labels[order]
-    starts = np.searchsorted(sorted_labels, sorted_labels, side="left")
-    rank = np.arange(len(labels)) - starts
-    counts = np.bincount(labels, minlength=int(labels.max(initial=-1)) + 1)[sorted_labels]
-    keep = np.maximum(1, np.floor(counts * (1.0 - val_fraction) + 0.5)).astype(np.int64)
-    val = np.zeros(len(labels), dtype=bool)
-    val[order] = rank < counts - keep
-    return val
+    """Boolean mask of the validation images: ``val_fraction`` of each species' training images,
+    chosen by :func:`~explainbench.data.folder.stratified_split_index` on the image ids (every
+    species keeps at least one training image)."""
+    keys = [str(i) for i in np.asarray(ids).tolist()]
+    ratios = (1.0 - val_fraction, val_fraction, 0.0)
+    return stratified_split_index(keys, labels, ratios, seed) == SPLITS.index("val")
 
 
-class LazySamples:
+class LazySamples(Sequence):
     """``(path, label)`` pairs built on access from compact arrays: a list of 579k tuples would
     cost memory in every DataLoader worker (reference counts touch every page)."""
 
@@ -202,7 +183,7 @@ class LazySamples:
         return os.path.join(self.root, self.names[index].decode()), int(self.labels[index])
 
 
-class INaturalistDataModule(ExplainDataModule):
+class INaturalistDataModule(ImageFilesDataModule):
     """iNaturalist 2017 (module docstring: layout, classes, splits, boxes).
 
     Args:
@@ -218,8 +199,6 @@ class INaturalistDataModule(ExplainDataModule):
     Indexes train2017.json here (the classes come from it); val2017.json on first use.
     """
 
-    collate_fn = staticmethod(collate_skipping_none)
-
     def __init__(
         self,
         root: str,
@@ -230,9 +209,7 @@ class INaturalistDataModule(ExplainDataModule):
         augment: bool = True,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
-        check_sizes(image_size, resize_size)
-        self.image_size, self.resize_size, self.augment = image_size, resize_size, augment
+        super().__init__(image_size=image_size, resize_size=resize_size, augment=augment, **kwargs)
         self.val_fraction, self.split_seed = check_val_fraction(val_fraction), split_seed
         self.root = require_dir(Path(root), "iNaturalist 2017 root", LAYOUT)
         require_dir(self.root / IMAGE_FOLDER, "iNaturalist 2017 image folder", LAYOUT)
@@ -272,19 +249,15 @@ class INaturalistDataModule(ExplainDataModule):
         if split == "test":
             rows = np.arange(len(index["labels"]))
         else:
-            val = carve_val(index["labels"], index["ids"], self.val_fraction, self.split_seed)
-            rows = np.flatnonzero(val if split == "val" else ~val)
+            if "val" not in index:  # hashed once for the train and the val split
+                index["val"] = carve_val(
+                    index["labels"], index["ids"], self.val_fraction, self.split_seed
+                )
+            rows = np.flatnonzero(index["val"] if split == "val" else ~index["val"])
         samples = LazySamples(str(self.root), index["names"][rows], index["labels"][rows])
         if len(samples) and not os.path.isfile(samples[0][0]):
             raise FileNotFoundError(
                 f"iNaturalist 2017 image '{samples[0][0]}' ({split} split) is missing; {LAYOUT}"
             )
-        transform = JointTransform(
-            split == "train" and self.augment,
-            self.image_size,
-            self.resize_size,
-            self.mean,
-            self.std,
-        )
         boxes = index["boxes"][torch.from_numpy(rows)] if "boxes" in index else None
-        return AnnotatedImageDataset(samples, transform, boxes=boxes)
+        return AnnotatedImageDataset(samples, self.joint_transform(split), boxes=boxes)

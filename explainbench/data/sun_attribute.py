@@ -27,7 +27,7 @@ has no boxes, parts or masks, so ``annotations`` is ``{"attributes"}``.
 
 Split: the SUN Attribute benchmark has **no official train/val/test split**. Here each class's
 images are ordered by ``sha1("<split_seed>:<relative path>")`` and cut by ``split_ratios``
-(default 0.7 / 0.1 / 0.2; :func:`.attribute_common.stratified_split`), so the split is
+(default 0.7 / 0.1 / 0.2; :func:`.folder.stratified_split`), so the split is
 stratified, deterministic and independent of file order.
 """
 
@@ -40,16 +40,8 @@ import numpy as np
 import scipy.io
 import torch
 
-from .attribute_common import (
-    AttributeDataModule,
-    AttributeImageDataset,
-    JointTransform,
-    attribute_targets,
-    check_ratios,
-    require_dir,
-    require_images,
-    stratified_split,
-)
+from .attribute_common import AttributeDataModule, AttributeImageDataset, attribute_targets
+from .folder import check_ratios, require_dir, require_images, stratified_split
 
 MAT_FILES = {
     "images.mat": "images",
@@ -115,15 +107,10 @@ class SUNAttributeDataModule(AttributeDataModule):
 
     Args:
         root: the folder with the three ``.mat`` files and ``images/``.
-        image_size: side of the square crop the model sees (224).
-        resize_size: shorter side before the crop (256); ``None`` resizes straight to
-            ``image_size`` square.
-        attribute_mode: ``"binary"`` (class mean >= ``attribute_threshold`` → 1) or ``"soft"``.
-        attribute_threshold: in [0, 1] (0.5).
         split_ratios: train/val/test weights per class (0.7, 0.1, 0.2).
-        split_seed: which images go to which split.
-        augment: random crop + horizontal flip for training (False: eval preprocessing).
-        **kwargs: loader settings, see :class:`~explainbench.data.base.ExplainDataModule`.
+        **kwargs: preprocessing, attribute mode (``binary``: class mean >=
+            ``attribute_threshold`` → 1), ``split_seed`` and loader settings, see
+            :class:`~explainbench.data.attribute_common.AttributeDataModule`.
 
     The constructor reads the ``.mat`` files (about 12 MB; the class names and attribute
     table are needed before ``setup()``), never the images.
@@ -132,20 +119,9 @@ class SUNAttributeDataModule(AttributeDataModule):
     annotations = frozenset({"attributes"})
 
     def __init__(
-        self,
-        root: str,
-        image_size: int = 224,
-        resize_size: int | None = 256,
-        attribute_mode: str = "binary",
-        attribute_threshold: float = 0.5,
-        split_ratios: Sequence[float] = (0.7, 0.1, 0.2),
-        split_seed: int = 0,
-        augment: bool = True,
-        **kwargs,
+        self, root: str, split_ratios: Sequence[float] = (0.7, 0.1, 0.2), **kwargs
     ) -> None:
-        super().__init__(
-            image_size, resize_size, attribute_mode, attribute_threshold, split_seed, augment, **kwargs
-        )
+        super().__init__(**kwargs)
         self.split_ratios = check_ratios(split_ratios)
 
         self.root = require_dir(Path(root), "SUN Attribute root", LAYOUT)
@@ -186,13 +162,7 @@ class SUNAttributeDataModule(AttributeDataModule):
         images = [self.root / "images" / self.paths[i] for i in rows]
         require_images(images, "SUN Attribute images", LAYOUT)
         labels = self.labels[rows]
-        transform = JointTransform(
-            split == "train" and self.augment,
-            self.image_size,
-            self.resize_size,
-            self.mean,
-            self.std,
-        )
+        transform = self.joint_transform(split)
         return AttributeImageDataset(
             list(zip(images, labels.tolist(), strict=True)),
             transform,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -23,6 +23,23 @@ def copy_for_autograd(batch: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v.clone() if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
+def unsupported_metrics(
+    metrics: Mapping[str, Any], annotations: Iterable[str]
+) -> dict[str, list[str]]:
+    """Metric name → the annotations it needs that the data lacks, for the metrics that
+    cannot run on this data; warns once per such metric, naming the annotation."""
+    annotations = frozenset(annotations)
+    unsupported = {}
+    for name, metric in metrics.items():
+        if missing := metric.missing_annotations(annotations):
+            unsupported[name] = missing
+            warnings.warn(
+                f"Skipping metric '{name}': the data has no {', '.join(missing)} annotation.",
+                stacklevel=3,
+            )
+    return unsupported
+
+
 class ExplanationEvaluator:
     """Feeds every (explainer, metric) pair batch by batch and times each explainer.
 
@@ -30,6 +47,9 @@ class ExplanationEvaluator:
         explainers: name → explainer callable.
         metrics: name → metric *prototype*; each explainer gets its own deep copy.
         mean, std: the data's normalisation (metrics un-normalise images with it).
+        annotations: the annotations every batch of the data carries (the data module's
+            ``annotations``). A metric that needs one the data lacks is left out here, once,
+            with one warning naming it, so every batch then feeds every metric kept.
     """
 
     def __init__(
@@ -38,16 +58,19 @@ class ExplanationEvaluator:
         metrics: Mapping[str, Any],
         mean: Sequence[float],
         std: Sequence[float],
+        annotations: Iterable[str],
     ) -> None:
         self.explainers = dict(explainers)
+        self.skipped = unsupported_metrics(metrics, annotations)
         self.metrics: dict[str, dict[str, Any]] = {}
         for name in self.explainers:
             self.metrics[name] = {}
             for metric_name, prototype in metrics.items():
+                if metric_name in self.skipped:
+                    continue
                 metric = copy.deepcopy(prototype)
                 metric.mean, metric.std = tuple(mean), tuple(std)
                 self.metrics[name][metric_name] = metric
-        self.skipped: dict[str, list[str]] = {}
         self.seconds = dict.fromkeys(self.explainers, 0.0)
         self.images = 0
 
@@ -67,7 +90,6 @@ class ExplanationEvaluator:
     def update(self, model: nn.Module, batch: Mapping[str, Any], target: Tensor | None = None) -> dict[str, Explanation]:
         """Explain ``batch['image']`` with every explainer and update its metrics.
 
-        Metrics whose annotations the batch lacks are skipped, with one warning naming them.
         Returns the explanations (for galleries).
         """
         with torch.inference_mode(False):
@@ -83,17 +105,7 @@ class ExplanationEvaluator:
                     torch.cuda.synchronize(x.device)
                 self.seconds[name] += time.perf_counter() - start
                 explanations[name] = explanation
-                for metric_name, metric in self.metrics[name].items():
-                    missing = metric.missing_annotations(batch.keys())
-                    if missing:
-                        if metric_name not in self.skipped:
-                            self.skipped[metric_name] = missing
-                            warnings.warn(
-                                f"Skipping metric '{metric_name}': the data has no {', '.join(missing)} "
-                                "annotation.",
-                                stacklevel=2,
-                            )
-                        continue
+                for metric in self.metrics[name].values():
                     metric.update_batch(model, batch, explanation)
         self.images += x.shape[0]
         return explanations
@@ -104,8 +116,6 @@ class ExplanationEvaluator:
         for name, per_explainer in self.metrics.items():
             row: dict[str, float] = {}
             for metric_name, metric in per_explainer.items():
-                if metric_name in self.skipped:
-                    continue
                 try:
                     values = metric.compute()
                 except NoSamplesError as err:  # e.g. every mask of the evaluated images was empty

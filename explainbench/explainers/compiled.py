@@ -3,9 +3,8 @@
 Score-CAM and RISE spend nearly all their time in thousands of forwards of masked copies of
 an image. Compiled with inductor, BatchNorm, ReLU and residual adds become a few fused
 kernels around oneDNN's convolutions instead of separate passes over memory, and a
-channels-last copy of the weights saves oneDNN a weight reorder per call. On resnet18 at
-224 px (one CPU thread, 8 masked images per forward) that is about 14.5 instead of 16-19 ms
-per image, with logits within ~1e-5 of eager mode.
+channels-last copy of the weights saves oneDNN a weight reorder per call. Logits stay within ~1e-5 of eager
+mode; the speed-ups are measured in docs/results/bench_explainers_cpu.md.
 
 Why not inductor's *freezing*: it would bake the weights into the graph as constants, and
 dynamo does not recompile when a module with the same structure but other weights comes

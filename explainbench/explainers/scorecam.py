@@ -56,8 +56,8 @@ class ScoreCAM:
         batch_size: masked images per forward pass (pairs of image and channel, across the
             whole batch). Bounds memory: one ``[batch_size, C, H, W]`` buffer is reused.
             ``None`` (default) picks by device: on CPU 16, or 8 with ``compile`` (smaller
-            batches keep a layer's activations in cache; resnet18, 224 px: 32 was 10% slower
-            and 64 slower still); 32 on GPUs.
+            batches keep a layer's activations in cache); 32 on GPUs. Measurements:
+            docs/results/bench_explainers_cpu.md.
         weighting: ``"prob_increase"`` (default, paper), ``"prob"`` (authors' code) or
             ``"logit_softmax"`` (paper's Algorithm 1 / ``grad-cam`` package).
         align_corners: bilinear mode for upsampling the masks. ``False`` (default) matches the
@@ -69,14 +69,13 @@ class ScoreCAM:
             on tensor-core GPUs; the model itself is left untouched).
         compile: run the masked forwards through ``torch.compile``
             (:class:`~explainbench.explainers.compiled.CompiledLogits`): exact (maps within
-            ~1e-6), about 1.25x faster on CPU (resnet18, 224 px, one thread, ``batch_size``
-            8), after a compilation of a few seconds per process. Every chunk then has the
+            ~1e-6) and faster once compiled (a few seconds per process; speed-ups measured in
+            docs/results/bench_explainers_cpu.md). Every chunk then has the
             full ``batch_size`` (the last one is padded) so one graph serves all.
         autocast_dtype: ``None`` (default: exact, the input's dtype) or ``"bfloat16"`` /
             ``"float16"``: run the masked and baseline forwards under ``torch.autocast``. Faster
-            where bf16 is native (resnet18, 224 px, one thread: 1.7x on an AMD EPYC with
-            AVX512-BF16, about 3x with Intel AMX; tensor-core GPUs), but
-            logits move by ~1e-2 and the maps by ~1e-3 (max abs), so they no longer match the
+            where bf16 is native (AVX512-BF16 or AMX CPUs, tensor-core GPUs; figures in
+            docs/results/bench_explainers_cpu.md), but logits move by ~1e-2 and the maps by ~1e-3 (max abs), so they no longer match the
             float32 reference to 1e-4. float16 on CPUs without AMX-FP16 is slower, not faster.
 
     ``forward_passes`` counts, per image, the unmasked forward, the masked forwards actually

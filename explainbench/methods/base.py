@@ -8,8 +8,8 @@ builds the optimiser and scheduler from the ``_partial_`` configs it is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -20,11 +20,26 @@ from torchmetrics.classification import MulticlassAccuracy, MultilabelAccuracy
 
 from ..backbones import Backbone
 from ..callbacks.skipped_images import SkippedImages
+from ..data.info import DataInfo
 from ..explainers.base import Explanation
-from ..utils.hparams import PlainHyperparameters
+from ..utils.hparams import PlainHyperparameters, to_plain
+
+# The checkpoint entry holding ``build_config`` (see ExplainableMethod); read back by
+# explainbench.methods.build.load_method.
+BUILD_CONFIG_KEY = "build_config"
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
+
+
+def check_label_kind(method: type[ExplainableMethod], data_info: DataInfo) -> None:
+    """Refuse multi-label data for a method that learns one class per image."""
+    if data_info.multilabel and not method.supports_multilabel:
+        raise ValueError(
+            f"{method.__name__} learns one class per image, but the data gives several 0/1 "
+            "labels per image (multi-label): use method=classifier, or data with one class "
+            "per image."
+        )
 
 
 class ExplainableMethod(PlainHyperparameters, L.LightningModule):
@@ -33,36 +48,62 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
 
     Args:
         backbone: the network split at its explanation layer.
+        data_info: the facts about the data (class, attribute and landmark names, mean/std,
+            annotations; see :class:`~explainbench.data.info.DataInfo`), given by
+            :func:`~explainbench.methods.build.build_method` from the data module, saved with the
+            hyper-parameters (as a plain dict) and read back by ``self.data_info``. ``None``
+            (a method built by hand) knows only the backbone's class count.
         optimizer: a partially-initialised optimiser (``_partial_: true``), called with the
             trainable parameters.
         scheduler: optional partially-initialised LR scheduler, stepped once per epoch.
         scheduler_monitor: metric a ``ReduceLROnPlateau``-style scheduler watches.
-        multilabel: the data gives ``num_classes`` independent 0/1 labels per image (``label``
-            float ``[B, num_classes]``, e.g. CelebA's 40 attributes) instead of one class:
-            :meth:`classification_loss` is then the mean per-label BCE and ``acc`` the mean
-            per-label accuracy (the "average class accuracy" of CelebA papers). Set from the data
-            module's ``multilabel`` by ``build_method``, stored with the checkpoint.
+        build_config: the resolved ``data``, ``backbone`` and ``method`` configs the method was
+            built from (given by ``build_method``/``load_method``); stored with ``data_info`` in
+            every checkpoint under :data:`BUILD_CONFIG_KEY`, so
+            evaluate.py rebuilds the method from the checkpoint alone. ``None``: nothing stored.
+
+    Multi-label data (``data_info.multilabel``: ``label`` float ``[B, num_classes]`` of
+    independent 0/1 labels, e.g. CelebA's 40 attributes): :meth:`classification_loss` is the mean
+    per-label BCE and ``acc`` the mean per-label accuracy (the "average class accuracy" of CelebA
+    papers). Only methods that set ``supports_multilabel`` accept it (:func:`check_label_kind`).
     """
+
+    # whether the method's loss works on multi-label targets (classification_loss); one whose
+    # loss or explanation picks one class per image (EAT's sentence, L-CAM's target) does not
+    supports_multilabel: ClassVar[bool] = False
 
     def __init__(
         self,
         backbone: Backbone,
+        data_info: DataInfo | Mapping | None = None,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         scheduler_monitor: str = "val/loss",
-        multilabel: bool = False,
+        build_config: Mapping | None = None,
     ) -> None:
         super().__init__()
+        data_info = DataInfo.coerce(data_info, backbone.num_classes)
+        check_label_kind(type(self), data_info)
+        if data_info.num_classes != backbone.num_classes:
+            raise ValueError(
+                f"The backbone has {backbone.num_classes} classes but the data has "
+                f"{data_info.num_classes}: build the backbone for this data."
+            )
         # The backbone is a module (saved in the state dict); its *config* is stored with the
-        # checkpoint by train.py (see on_save_checkpoint), so hparams stay small and loggable;
-        # plain containers only (PlainHyperparameters), for weights_only checkpoint loads.
-        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"], logger=False)
+        # checkpoint (see on_save_checkpoint), so hparams stay small and loggable; plain
+        # containers only (PlainHyperparameters, data_info as a dict), for weights_only loads.
+        self.save_hyperparameters(
+            ignore=["backbone", "optimizer", "scheduler", "build_config"], logger=False
+        )
         self.backbone = backbone
+        self.data_info = data_info
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.num_classes = backbone.num_classes
-        self.run_config: dict | None = None
-        self.multilabel = bool(multilabel)
+        self.build_config: dict[str, Any] | None = None
+        if build_config is not None:
+            self.build_config = {**to_plain(dict(build_config)), "data_info": data_info.to_dict()}
+        self.multilabel = data_info.multilabel
         if self.multilabel:
             acc = MultilabelAccuracy(num_labels=self.num_classes, average="macro")
         else:
@@ -179,8 +220,8 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets evaluate.py rebuild the exact backbone and method from the checkpoint alone.
-        if self.run_config is not None:
-            checkpoint["explainbench_config"] = self.run_config
+        if self.build_config is not None:
+            checkpoint[BUILD_CONFIG_KEY] = self.build_config
         # torchmetrics keeps metric states out of the state dict: without this a resumed run
         # would forget the best accuracy so far and report val/acc_best of its own epochs only
         if self.val_acc_best.update_called:

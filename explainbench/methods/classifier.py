@@ -13,13 +13,13 @@ class Classifier(ExplainableMethod):
 
     Args:
         label_smoothing: see :meth:`~explainbench.methods.base.ExplainableMethod.classification_loss`.
-        multilabel: set from the data (``build_method``); named here because only methods whose
-            constructor names it are given multi-label data.
         **kwargs: see :class:`~explainbench.methods.base.ExplainableMethod`.
     """
 
-    def __init__(self, *args, label_smoothing: float = 0.0, multilabel: bool = False, **kwargs) -> None:
-        super().__init__(*args, multilabel=multilabel, **kwargs)
+    supports_multilabel = True
+
+    def __init__(self, *args, label_smoothing: float = 0.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.label_smoothing = label_smoothing
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:

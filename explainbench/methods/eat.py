@@ -27,7 +27,7 @@ explainer explains the final prediction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -35,9 +35,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..data.info import DataInfo
 from ..explainers.base import Explanation, resolve_target
 from ..explainers.gradcam import GradCAM
-from .base import ExplainableMethod
+from .base import ExplainableMethod, check_label_kind
 from .eat_heads import (
     AttributeEmbedding,
     CategoryEmbedding,
@@ -111,9 +112,9 @@ class EAT(ExplainableMethod):
 
     Args:
         backbone: the image feature extractor ``f_img`` is its ``features``.
-        attribute_names: the data's attribute names (given by train.py from the DataModule;
-            stored with the checkpoint). Their number is ``N_a``.
-        class_names: the data's class names, for sentences (default: class indices).
+        data_info: the data's facts (:class:`~explainbench.data.info.DataInfo`, given by
+            ``build_method`` and stored with the checkpoint): its ``attribute_names`` (their number
+            is ``N_a``) and its ``class_names``, for sentences (None: class indices).
         num_attributes: optional explicit ``N_a``; must equal ``len(attribute_names)``.
         category_depth, category_width: ``g_c`` layers and channels; ``category_depth=0`` keeps
             the backbone's own head (e.g. a pretrained linear classifier) as ``g_c``.
@@ -135,8 +136,7 @@ class EAT(ExplainableMethod):
     def __init__(
         self,
         backbone,
-        attribute_names: Sequence[str],
-        class_names: Sequence[str] | None = None,
+        data_info: DataInfo | Mapping | None = None,
         num_attributes: int | None = None,
         category_depth: int = 4,
         category_width: int = 64,
@@ -154,11 +154,15 @@ class EAT(ExplainableMethod):
         template: str = "This object has {attributes}, so it is {class_name}.",
         **kwargs,
     ) -> None:
-        # plain lists (not ListConfig): Lightning saves these locals as hyper-parameters
-        attribute_names = [str(n) for n in attribute_names or []]
-        class_names = [str(n) for n in class_names] if class_names is not None else None
+        data_info = DataInfo.coerce(data_info, backbone.num_classes)
+        check_label_kind(type(self), data_info)  # before the attribute checks: the first cause
+        attribute_names = data_info.attribute_names or []
+        class_names = data_info.class_names
         if not attribute_names:
-            raise ValueError("EAT needs at least one attribute name (attribute_names is empty).")
+            raise ValueError(
+                "EAT needs the data's attribute names, but the data has none: use data whose "
+                "annotations include 'attributes'."
+            )
         if num_attributes is not None and int(num_attributes) != len(attribute_names):
             raise ValueError(
                 f"method.num_attributes={num_attributes} does not match the {len(attribute_names)} "
@@ -169,11 +173,9 @@ class EAT(ExplainableMethod):
                 raise ValueError(f"EAT {name} must be in [{WEIGHT_RANGE[0]}, {WEIGHT_RANGE[1]}], got {value}")
         if attribute_targets not in ("binary", "soft"):
             raise ValueError(f"attribute_targets must be 'binary' or 'soft', got '{attribute_targets}'")
-        if class_names is not None and len(class_names) != backbone.num_classes:
-            raise ValueError(f"{len(class_names)} class names for {backbone.num_classes} classes")
         if not 1 <= top_k <= len(attribute_names):
             raise ValueError(f"top_k must be in [1, {len(attribute_names)}] (the number of attributes), got {top_k}")
-        super().__init__(backbone, **kwargs)
+        super().__init__(backbone, data_info, **kwargs)
         self.template = check_template(template)
         self.attribute_names = attribute_names
         self.class_names = class_names
@@ -229,9 +231,10 @@ class EAT(ExplainableMethod):
     def _attribute_targets(self, batch: dict[str, Tensor]) -> Tensor:
         targets = batch.get("attributes")
         if targets is None:
-            raise ValueError("EAT trains on class attributes, but the batch has no 'attributes': "
-                             "use a dataset with attributes (an8flower, cub, sun_attribute, aircraft17, "
-                             "attribute_folder).")
+            raise ValueError(
+                f"EAT trains on its {self.num_attributes} class attributes, but the batch has no "
+                "'attributes': use data whose annotations include 'attributes'."
+            )
         if targets.ndim != 2 or targets.shape[1] != self.num_attributes:
             raise ValueError(f"the batch has attributes of shape {tuple(targets.shape)}, but the model "
                              f"predicts {self.num_attributes} per image: train and evaluate on the same data.")

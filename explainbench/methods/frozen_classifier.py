@@ -105,7 +105,7 @@ def cached_classifier(cfg: DictConfig) -> Path:
     return path
 
 
-def classifier_run_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+def classifier_train_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     """``train.yaml`` composed with ``method=classifier``, the user's data, backbone, paths and
     seed, a default trainer on the user's device, and the cache recipe."""
     overrides = ["method=classifier", "logger=csv", "callbacks.model_summary=null"]
@@ -151,7 +151,7 @@ def _train_classifier(cfg: DictConfig, run_dir: Path) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with open(run_dir / "stdout.log", "w") as out, contextlib.redirect_stdout(out):
-        metrics = run(classifier_run_config(cfg, run_dir))
+        metrics = run(classifier_train_config(cfg, run_dir))
     kept = sorted((run_dir / "checkpoints").glob("epoch_*.ckpt")) or [
         run_dir / "checkpoints" / "last.ckpt"
     ]

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..explainers.base import Explanation, normalize_per_image, resolve_target
-from ..utils.image import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
+from ..utils.image import denormalize, normalize
 from .base import ExplainableMethod
 
 
@@ -71,7 +71,7 @@ class LCAM(ExplainableMethod):
             config has neither weights nor checkpoint (see
             :mod:`explainbench.methods.frozen_classifier`); ``None``: one must be given. Read by
             train.py before the backbone is built; kept here so the config instantiates.
-        **kwargs: optimizer / scheduler, see :class:`ExplainableMethod`.
+        **kwargs: data_info (its mean/std), optimizer / scheduler, see :class:`ExplainableMethod`.
     """
 
     def __init__(
@@ -107,22 +107,16 @@ class LCAM(ExplainableMethod):
         self.backbone.requires_grad_(False)
         self.backbone.eval()  # from the start, not only once Lightning calls .train()
         self.attention = nn.Conv2d(backbone.feature_channels, backbone.num_classes, kernel_size=1)
-        # The data's normalisation (L-CAM-Img masks pixels, not normalised values); taken from the
-        # datamodule at fit time and saved with the checkpoint.
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN))
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD))
+        # The data's normalisation (L-CAM-Img masks pixels, not normalised values), from
+        # data_info; buffers, so checkpoints written before data_info existed keep theirs.
+        self.register_buffer("pixel_mean", torch.tensor(self.data_info.mean))
+        self.register_buffer("pixel_std", torch.tensor(self.data_info.std))
 
     # -- keep f frozen -----------------------------------------------------------------------
     def train(self, mode: bool = True) -> LCAM:
         super().train(mode)
         self.backbone.eval()  # BatchNorm statistics and Dropout stay as f was trained
         return self
-
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        if datamodule is not None and hasattr(datamodule, "mean"):
-            self.pixel_mean.copy_(torch.as_tensor(datamodule.mean))
-            self.pixel_std.copy_(torch.as_tensor(datamodule.std))
 
     # -- the attention -------------------------------------------------------------------------
     def class_maps(self, a: Tensor, target: Tensor) -> Tensor:

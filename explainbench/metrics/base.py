@@ -2,12 +2,14 @@
 
 Every explanation metric is a :class:`torchmetrics.Metric` whose state is made of tensor sums and
 counts reduced with ``dist_reduce_fx="sum"``, so a DDP run (or :meth:`merge_state`) gives exactly
-the single-process result. The callback drives every metric the same way::
+the single-process result. The evaluator (:mod:`explainbench.evaluation.evaluator`) drives every
+metric the same way::
 
-    if missing := metric.missing_annotations(batch.keys()):
-        warn(f"skipping {metric.name}: batch has no {missing}")
-    else:
-        metric.update_batch(model, batch, explanation)
+    # once, before the first batch: the data module's annotations decide
+    if missing := metric.missing_annotations(datamodule.annotations):
+        warn(f"Skipping metric '{name}': the data has no {missing} annotation.")
+    ...
+    metric.update_batch(model, batch, explanation)  # every batch, every metric kept
     ...
     for key, value in metric.compute().items():  # e.g. {"ad@15": ..., "ic@15": ...}
         log(f"{stage}/{key}/{explainer}", value)
@@ -19,6 +21,7 @@ rather than returning NaN or a made-up 0 that would look like a real score.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +30,9 @@ from torchmetrics import Metric
 
 from explainbench.explainers.base import Explanation
 from explainbench.utils.image import IMAGENET_MEAN, IMAGENET_STD
+
+if TYPE_CHECKING:  # the data package is not imported at run time: metrics are pure torch
+    from explainbench.data.base import Batch
 
 
 class NoSamplesError(RuntimeError):
@@ -38,8 +44,8 @@ class ExplanationMetric(Metric):
 
     Class attributes:
         name: short registry/log name of the metric (``"far"``, ``"ad_ic"``, ...).
-        required_keys: batch keys that must all be present (annotations such as ``"mask"``).
-        required_any: batch keys of which at least one must be present (e.g. ``("bbox", "mask")``).
+        required_keys: annotations that must all be present (batch keys such as ``"mask"``).
+        required_any: annotations of which at least one must be present (e.g. ``("bbox", "mask")``).
 
     Args:
         mean: per-channel mean used to normalise the images (to un-normalise them).
@@ -67,29 +73,30 @@ class ExplanationMetric(Metric):
         self.std = tuple(float(v) for v in std)
 
     # -- the uniform entry point -------------------------------------------------------------
-    def missing_annotations(self, batch_keys: Iterable[str]) -> list[str]:
-        """Annotations this metric needs that ``batch_keys`` lacks (empty list: the metric can run).
+    def missing_annotations(self, annotations: Iterable[str]) -> list[str]:
+        """Annotations this metric needs that ``annotations`` (the data's, or a batch's keys)
+        lacks; an empty list: the metric can run.
 
         Every absent key of ``required_keys`` is listed by name; when none of ``required_any`` is
         present, one entry ``"a or b"`` names the alternatives.
         """
-        keys = set(batch_keys)
+        keys = set(annotations)
         missing = [k for k in self.required_keys if k not in keys]
         if self.required_any and not keys.intersection(self.required_any):
             missing.append(" or ".join(self.required_any))
         return missing
 
-    def update_batch(self, model: nn.Module, batch: dict, explanation: Explanation) -> None:
+    def update_batch(self, model: nn.Module, batch: Batch, explanation: Explanation) -> None:
         """Pull what the metric needs out of ``batch``/``explanation`` and call :meth:`update`."""
         raise NotImplementedError
 
     # -- helpers shared by the subclasses ----------------------------------------------------
-    def _require(self, batch: dict) -> None:
+    def _require(self, batch: Batch) -> None:
         missing = self.missing_annotations(batch.keys())
         if missing:
             raise KeyError(
                 f"{type(self).__name__} ({self.name!r}) needs batch key(s) {missing}; the batch has "
-                f"{sorted(batch.keys())}. Check metric.missing_annotations(batch) before updating."
+                f"{sorted(batch.keys())}. Check metric.missing_annotations(data annotations) first."
             )
 
     def _empty(self, what: str = "samples") -> NoSamplesError:

@@ -20,7 +20,7 @@ import torch
 
 # Types beyond torch's own weights-only set that checkpoints written by explainbench contain.
 # Empty on purpose: a train.py checkpoint (Lightning 2.6: state_dict, loops, callbacks,
-# optimizer/scheduler states, hyper-parameters as plain containers, explainbench_config) holds
+# optimizer/scheduler states, hyper-parameters as plain containers, build_config) holds
 # only tensors, dicts, lists, tuples, strings and numbers. Add a type here only when train.py
 # itself starts writing it (e.g. numpy RNG state would need numpy._core.multiarray._reconstruct,
 # numpy.ndarray, numpy.dtype and numpy.dtypes.UInt32DType); never omegaconf containers:

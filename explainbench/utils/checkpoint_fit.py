@@ -3,7 +3,8 @@
 Lightning loads ``ckpt_path`` strictly: a checkpoint of another backbone or method fails with a
 wall of missing and unexpected state-dict keys. :func:`check_checkpoint_fits` compares the
 parameter names and shapes first and names both architectures, read from the configs that
-train.py stores with every checkpoint (``explainbench_config``, see ``ExplainableMethod``).
+every method stores with its checkpoints (``build_config``, see
+:mod:`explainbench.methods.build`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from ..methods.build import stored_build_config
 from .checkpoint import load_checkpoint
 
 # backbone settings that say where weights come from, not what shape they have
@@ -29,11 +31,11 @@ def _backbone_settings(config: dict[str, Any] | None) -> dict[str, Any]:
 def describe_architecture(
     config: dict[str, Any] | None, other: dict[str, Any] | None = None
 ) -> str:
-    """``backbone=small_cnn, method=Classifier, 6 classes`` from a stored or composed
-    ``{'backbone': ..., 'method': ..., 'num_classes': ...}`` config, plus the backbone settings
-    whose value differs in ``other`` (``widths=[16, 32]``)."""
+    """``backbone=small_cnn, method=Classifier, 6 classes`` from a method's ``build_config``
+    (``{'backbone': ..., 'method': ..., 'data_info': {'num_classes': ...}}``), plus the backbone
+    settings whose value differs in ``other`` (``widths=[16, 32]``)."""
     if not config:
-        return "an unknown architecture (no explainbench_config)"
+        return "an unknown architecture (no build_config)"
     settings, others = _backbone_settings(config), _backbone_settings(other)
     name = (
         settings.pop("name", None)
@@ -45,8 +47,9 @@ def describe_architecture(
     if other and others.get("name") == name:
         text += "".join(f" {k}={v}" for k, v in settings.items() if others.get(k) != v)
     text += f", method={method}"
-    if config.get("num_classes") is not None:
-        text += f", {config['num_classes']} classes"
+    num_classes = (config.get("data_info") or {}).get("num_classes")
+    if num_classes is not None:
+        text += f", {num_classes} classes"
     return text
 
 
@@ -70,8 +73,8 @@ def check_checkpoint_fits(model: nn.Module, path: str | Path, trust: bool = Fals
     problems = state_dict_mismatch(model, blob["state_dict"])
     if not problems:
         return
-    stored = blob.get("explainbench_config")
-    ours = getattr(model, "run_config", None)
+    stored = stored_build_config(blob)
+    ours = getattr(model, "build_config", None)
     raise ValueError(
         f"ckpt_path={path} holds {describe_architecture(stored, ours)}, but this run builds "
         f"{describe_architecture(ours, stored)} ({len(problems)} weights differ, e.g. {problems[0]}). "

@@ -12,6 +12,7 @@ evaluate.py, a notebook, a test), rather than at each ``instantiate`` call.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 from collections.abc import Sequence
 from types import FrameType
@@ -22,9 +23,12 @@ from omegaconf import OmegaConf
 
 
 def to_plain(value: Any) -> Any:
-    """``value`` with every OmegaConf container (at any depth) turned into dicts and lists."""
+    """``value`` with every OmegaConf container and dataclass instance (at any depth, e.g. a
+    method's ``DataInfo``) turned into dicts and lists."""
     if OmegaConf.is_config(value):
         return OmegaConf.to_container(value, resolve=True)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_plain(dataclasses.asdict(value))
     if isinstance(value, dict):
         return {key: to_plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

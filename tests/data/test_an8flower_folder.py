@@ -15,9 +15,9 @@ from explainbench.data.an8flower_folder import (
     An8FlowerFolderDataModule,
     export_an8flower,
     folder_class_name,
-    split_of,
 )
 from explainbench.data.an8flower_render import FlowerRenderer, class_names
+from explainbench.data.folder import split_of
 from explainbench.utils.image import denormalize
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,8 +15,9 @@ from PIL import Image
 
 from explainbench.backbones import build_backbone
 from explainbench.data.celeba import CelebADataModule
-from explainbench.methods import Classifier
-from explainbench.utils.instantiate import load_method_checkpoint
+from explainbench.data.info import DataInfo
+from explainbench.methods import EAT, Classifier
+from explainbench.methods.build import load_method
 
 from ..helpers import CONF, compose_cfg, run_unwrapped
 
@@ -224,7 +225,8 @@ def test_torchvision_root_is_accepted(celeba_root):
 
 
 def test_classifier_learns_multilabel_targets_with_bce_and_per_label_accuracy():
-    model = Classifier(build_backbone(name="small_cnn", num_classes=3), multilabel=True)
+    info = DataInfo(num_classes=3, multilabel=True)
+    model = Classifier(build_backbone(name="small_cnn", num_classes=3), data_info=info)
     logits = torch.tensor([[2.0, -1.0, 0.5], [-3.0, 1.0, -0.5]])
     label = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, label)
@@ -235,11 +237,16 @@ def test_classifier_learns_multilabel_targets_with_bce_and_per_label_accuracy():
     torch.testing.assert_close(acc.compute(), torch.tensor(5 / 6))
 
 
+def test_a_method_without_multilabel_support_refuses_it_from_data_info():
+    info = DataInfo(num_classes=3, attribute_names=["red", "round"], multilabel=True)
+    with pytest.raises(ValueError, match=r"EAT learns one class per image.*\(multi-label\)"):
+        EAT(build_backbone(name="small_cnn", num_classes=3), data_info=info)
+    assert Classifier(build_backbone(name="small_cnn", num_classes=3), data_info=info).multilabel
+
+
 def test_eat_refuses_multilabel_data(celeba_root, tmp_path):
     cfg = compose_cfg(["data=celeba", f"data.root={celeba_root}", "method=eat"], tmp_path)
-    with pytest.raises(
-        ValueError, match="EAT learns one class per image.*data.target_attribute=Smiling"
-    ):
+    with pytest.raises(ValueError, match=r"EAT learns one class per image.*\(multi-label\)"):
         run_unwrapped(cfg)
 
 
@@ -262,10 +269,10 @@ def test_classifier_trains_and_tests_on_all_forty_attributes(celeba_root, tmp_pa
     # trained as multi-label (a float target would also pass through cross-entropy, as soft
     # class probabilities), and the checkpoint rebuilds it so without the data
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    assert checkpoint["hyper_parameters"]["multilabel"] is True
-    assert checkpoint["explainbench_config"]["data_info"] == {"multilabel": True}
-    model, _ = load_method_checkpoint(str(tmp_path / "checkpoints" / "last.ckpt"))
-    assert model.multilabel and model.num_classes == 40
+    assert checkpoint["hyper_parameters"]["data_info"]["multilabel"] is True
+    assert checkpoint["build_config"]["data_info"]["multilabel"] is True
+    model = load_method(tmp_path / "checkpoints" / "last.ckpt")
+    assert model.multilabel and model.data_info.multilabel and model.num_classes == 40
 
 
 def test_config_instantiates(celeba_root):

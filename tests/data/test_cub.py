@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torchvision import tv_tensors
 
-from explainbench.data.attribute_common import JointTransform
 from explainbench.data.cub import CUBDataModule
+from explainbench.data.transforms import JointTransform
 
 CONF = Path(__file__).resolve().parents[2] / "explainbench" / "conf" / "data"
 CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]

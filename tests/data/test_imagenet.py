@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from explainbench.data.imagenet import ImageNetDataModule, collate_skipping_none
+from explainbench.data.folder import collate_skipping_none
+from explainbench.data.imagenet import ImageNetDataModule
 
 from ..helpers import run_cli, run_dirs
 

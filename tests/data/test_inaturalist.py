@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
-from explainbench.data.imagenet import Unreadable
+from explainbench.data.folder import Unreadable
 from explainbench.data.inaturalist import INaturalistDataModule, carve_val
 
 from ..helpers import CONF

@@ -10,8 +10,11 @@ import torch
 from omegaconf import OmegaConf
 
 from explainbench.backbones import build_backbone
+from explainbench.data.base import ExplainDataModule
+from explainbench.data.info import DataInfo
 from explainbench.explainers.gradcam import GradCAM
 from explainbench.explainers.method import MethodExplainer
+from explainbench.methods.build import build_method
 from explainbench.methods.eat import EAT
 from explainbench.methods.eat_heads import conv_heads
 from explainbench.methods.eat_text import (
@@ -20,10 +23,10 @@ from explainbench.methods.eat_text import (
     readable_attribute,
     render_sentence,
 )
-from explainbench.utils.instantiate import build_method
 
 ATTRIBUTES = ["centre: red", "centre: blue", "petals: white", "leaves: green", "has_bill_shape::hooked"]
 CLASSES = ["red flower", "blue flower", "green thing"]
+INFO = DataInfo(num_classes=len(CLASSES), class_names=CLASSES, attribute_names=ATTRIBUTES)
 
 
 def make_eat(dtype=torch.float32, **kwargs) -> EAT:
@@ -31,7 +34,7 @@ def make_eat(dtype=torch.float32, **kwargs) -> EAT:
     backbone = build_backbone("small_cnn", num_classes=len(CLASSES), widths=(4, 8))
     kwargs = {"category_width": 4, "attribute_width": 2, "embedding_dim": 3, "integrated_width": 5,
               "template": "This flower has {attributes}, so it is {class_name}.", **kwargs}
-    model = EAT(backbone, ATTRIBUTES, CLASSES, optimizer=partial(torch.optim.SGD, lr=0.1), **kwargs)
+    model = EAT(backbone, INFO, optimizer=partial(torch.optim.SGD, lr=0.1), **kwargs)
     return model.to(dtype).eval()
 
 
@@ -120,8 +123,10 @@ def test_bad_batches_are_clear_errors():
     data = batch()
     with pytest.raises(ValueError, match="predicts 5 per image"):
         model.loss({**data, "attributes": data["attributes"][:, :3]})
-    with pytest.raises(ValueError, match="no 'attributes'"):
+    with pytest.raises(ValueError, match="no 'attributes'") as err:
         model.loss({"image": data["image"], "label": data["label"]})
+    # a generic message: no list of dataset names to keep in step with conf/data
+    assert "annotations include 'attributes'" in str(err.value) and "cub" not in str(err.value)
 
 
 # -- Embedding Attention Reasoning -----------------------------------------------------------
@@ -258,7 +263,7 @@ def test_category_depth_zero_keeps_the_backbone_head():
     torch.manual_seed(0)
     backbone = build_backbone("small_cnn", num_classes=3, widths=(4, 8))
     own_head = backbone.classifier
-    model = EAT(backbone, ATTRIBUTES, category_depth=0)
+    model = EAT(backbone, DataInfo(num_classes=3, attribute_names=ATTRIBUTES), category_depth=0)
     assert model.category_head is own_head
     # no parameter is left in the backbone that nothing uses
     assert not list(model.backbone.classifier.parameters())
@@ -273,17 +278,30 @@ def method_cfg(**overrides):
                                           "name": "small_cnn", "widths": [4, 8]}})
 
 
-def test_build_method_passes_and_stores_the_data_names():
-    info = {"attribute_names": ATTRIBUTES, "class_names": CLASSES}
-    model = build_method(method_cfg(), 3, "ToyData", info)
+class ToyData(ExplainDataModule):
+    """Data facts only (no samples): what build_method reads."""
+
+    def __init__(self, attribute_names=ATTRIBUTES) -> None:
+        super().__init__()
+        self.num_classes, self.class_names, self.attribute_names = 3, CLASSES, attribute_names
+
+
+def test_build_method_passes_and_stores_the_data_info():
+    model = build_method(method_cfg(), ToyData())
     assert model.attribute_names == ATTRIBUTES and model.class_names == CLASSES
-    assert model.run_config["data_info"] == info
-    # a method that does not take them gets nothing (and stores nothing)
+    assert model.data_info == ToyData().info()
+    # stored twice, as plain dicts: with the hyper-parameters and in the checkpoint's build_config
+    plain = ToyData().info().to_dict()
+    assert model.hparams["data_info"] == model.build_config["data_info"] == plain
+    # every method gets the data's facts, whether it uses them or not
     classifier_cfg = method_cfg()
     classifier_cfg.method = {"_target_": "explainbench.methods.Classifier"}
-    assert build_method(classifier_cfg, 3, "ToyData", info).run_config["data_info"] == {}
+    assert build_method(classifier_cfg, ToyData()).data_info.attribute_names == ATTRIBUTES
 
 
 def test_eat_on_data_without_attributes_is_a_clear_error():
-    with pytest.raises(ValueError, match="EAT needs the data's attribute names, but ImageNetDataModule has none"):
-        build_method(method_cfg(), 3, "ImageNetDataModule", {"attribute_names": None, "class_names": CLASSES})
+    """The message names what is missing, not a list of datasets that would go stale."""
+    needle = "EAT needs the data's attribute names, but the data has none"
+    with pytest.raises(ValueError, match=needle) as err:
+        build_method(method_cfg(), ToyData(attribute_names=None))
+    assert "annotations include 'attributes'" in str(err.value) and "cub" not in str(err.value)

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from explainbench.backbones import build_backbone
+from explainbench.data.info import DataInfo
 from explainbench.methods.lcam import LCAM, area_loss, total_variation
-from explainbench.utils.image import IMAGENET_MEAN, IMAGENET_STD, denormalize
+from explainbench.utils.image import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
 
 
 def trained_backbone(num_classes: int = 4):
@@ -159,3 +160,20 @@ def test_untrained_backbone_is_refused():
     backbone = build_backbone("small_cnn", num_classes=4)
     with pytest.raises(ValueError, match="method=classifier"):
         LCAM(backbone)
+
+
+def test_black_is_taken_in_the_data_infos_own_normalisation():
+    """L-CAM-Img masks pixels in [0, 1] space with the data's mean/std, which come with its
+    data_info (and so with the checkpoint), not from a trainer's datamodule at fit time."""
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
+    model = make_lcam("img", data_info=DataInfo(num_classes=4, mean=mean, std=std)).eval()
+    seen = {}
+    model.backbone.extractor.register_forward_pre_hook(
+        lambda _m, args: seen.__setitem__("x", args[0].detach())
+    )
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        model.masked_logits(x, model.backbone.features(x), torch.zeros(1, 1, 2, 2))
+    black = normalize(torch.zeros(1, 3, 8, 8), torch.tensor(mean), torch.tensor(std))
+    torch.testing.assert_close(seen["x"], black)
+    assert model.hparams["data_info"]["mean"] == list(mean)
