@@ -237,6 +237,25 @@ def test_classifier_learns_multilabel_targets_with_bce_and_per_label_accuracy():
     torch.testing.assert_close(acc.compute(), torch.tensor(5 / 6))
 
 
+def test_gallery_captions_say_whether_the_explained_attribute_is_present():
+    import matplotlib.pyplot as plt
+
+    from explainbench.evaluation.gallery import render_gallery
+
+    info = DataInfo(num_classes=3, class_names=["Bald", "Male", "Smiling"], multilabel=True)
+    model = Classifier(build_backbone(name="small_cnn", num_classes=3), data_info=info).eval()
+    x = torch.randn(2, 3, 16, 16)
+    top = model(x).argmax(1)
+    label = torch.zeros(2, 3)
+    label[0, top[0]] = 1.0  # image 0 has its top attribute, image 1 has none
+    batch = {"image": x, "label": label, "index": torch.arange(2)}
+    fig = render_gallery(model, batch, {}, info.mean, info.std, info.class_names)
+    captions = [ax.get_ylabel() for ax in fig.axes]  # no explainers: one column, the images
+    plt.close(fig)
+    names = [info.class_names[int(t)] for t in top]
+    assert captions == [f"p={names[0]}\ny=1", f"p={names[1]}\ny=0"]
+
+
 def test_a_method_without_multilabel_support_refuses_it_from_data_info():
     info = DataInfo(num_classes=3, attribute_names=["red", "round"], multilabel=True)
     with pytest.raises(ValueError, match=r"EAT learns one class per image.*\(multi-label\)"):
