@@ -58,6 +58,33 @@ def test_shipped_configs_fit_the_schema(overrides, tmp_path):
     assert type_errors(compose_cfg(overrides, tmp_path)) == []
 
 
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["data=celeba", "data.aligned=yes"], 'data.aligned="yes" (str): expected true/false'),
+        (
+            ["data=celeba", "data.target_attribute=1"],
+            "data.target_attribute=1 (int): expected a string (or null)",
+        ),
+        (
+            ["data=celeba", "data.landmark_split=[a]"],
+            'data.landmark_split=["a"] (list): expected a string (or null)',
+        ),
+        (
+            ["data=inaturalist", "data.val_fraction=abc"],
+            'data.val_fraction="abc" (str): expected a number',
+        ),
+    ],
+)
+def test_data_keys_of_wrong_type_name_key_and_type(overrides, needle, tmp_path):
+    assert needle in "; ".join(type_errors(compose_cfg(overrides, tmp_path)))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "data").glob("*.yaml")))
+def test_shipped_data_configs_fit_the_schema(name, tmp_path):
+    assert type_errors(compose_cfg([f"data={name}"], tmp_path)) == []
+
+
 def test_schema_allows_int_for_number_and_null_where_optional(tmp_path):
     cfg = compose_cfg(["method.optimizer.lr=1", "trainer.max_epochs=null", "seed=null"], tmp_path)
     assert type_errors(cfg) == []

@@ -25,8 +25,10 @@ from explainbench.methods import Classifier
 from explainbench.methods.build import build_backbone_for_data, instantiate_method
 
 from .data.test_attribute_folder import write_folder
+from .data.test_celeba import write_celeba
 from .data.test_cub import write_cub
 from .data.test_imagenet import write_imagenet
+from .data.test_inaturalist import write_inat
 from .data.test_sun_attribute import write_sun
 from .helpers import CONF, TINY_DATA, compose_cfg, run_cli, run_dirs
 
@@ -49,6 +51,11 @@ def attribute_folder(tmp: Path) -> list[str]:
     return [f"data.root={write_folder(tmp / 'folder')}", *SMALL_IMAGES, *ATTRIBUTE_SPLIT, *LOADER]
 
 
+def celeba(tmp: Path) -> list[str]:
+    # all 40 attributes: the multi-label target
+    return [f"data.root={write_celeba(tmp / 'celeba')}", "data.image_size=16", *LOADER]
+
+
 def cub(tmp: Path) -> list[str]:
     # 3 official training images per class: one of them for validation
     return [f"data.root={write_cub(tmp)}", *SMALL_IMAGES, "data.val_fraction=0.34", *LOADER]
@@ -57,6 +64,12 @@ def cub(tmp: Path) -> list[str]:
 def imagenet(tmp: Path) -> list[str]:
     root = write_imagenet(tmp / "imagenet")
     return [f"data.root={root}", "data.image_size=16", "data.resize_size=16", *LOADER]
+
+
+def inaturalist(tmp: Path) -> list[str]:
+    # 4 training images per species: one of them for validation
+    root = write_inat(tmp / "inat")
+    return [f"data.root={root}", *SMALL_IMAGES, "data.val_fraction=0.25", *LOADER]
 
 
 def sun_attribute(tmp: Path) -> list[str]:
@@ -69,8 +82,10 @@ FIXTURES: dict[str, Callable[[Path], list[str]]] = {
     "an8flower": an8flower,
     "an8flower_folder": an8flower_folder,
     "attribute_folder": attribute_folder,
+    "celeba": celeba,
     "cub": cub,
     "imagenet": imagenet,
+    "inaturalist": inaturalist,
     "sun_attribute": sun_attribute,
 }
 DATA_CONFIGS = sorted(path.stem for path in (CONF / "data").glob("*.yaml"))

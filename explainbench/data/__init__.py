@@ -4,15 +4,19 @@
 * :class:`An8FlowerFolderDataModule` — an8Flower in its original folder layout;
 * :class:`ImageNetDataModule` — ILSVRC-2012 folders or a flat folder + list file;
 * :class:`CUBDataModule`, :class:`SUNAttributeDataModule`, :class:`AttributeFolderDataModule`
-  — the attribute datasets of the EAT paper (Aircraft-17 uses the attribute-folder layout).
+  — the attribute datasets of the EAT paper (Aircraft-17 uses the attribute-folder layout);
+* :class:`CelebADataModule`, :class:`INaturalistDataModule` — the region-grouping paper's
+  faces (40 attributes, landmarks) and species (5,089 classes, boxes).
 """
 
 from .an8flower import An8Flower, An8FlowerDataModule, render_sample
 from .an8flower_folder import An8FlowerFolderDataModule, export_an8flower
 from .attribute_folder import AttributeFolderDataModule
 from .base import Batch, ExplainDataModule
+from .celeba import CelebADataModule
 from .cub import CUBDataModule
 from .imagenet import ImageNetDataModule
+from .inaturalist import INaturalistDataModule
 from .sun_attribute import SUNAttributeDataModule
 
 __all__ = [
@@ -22,7 +26,9 @@ __all__ = [
     "AttributeFolderDataModule",
     "Batch",
     "CUBDataModule",
+    "CelebADataModule",
     "ExplainDataModule",
+    "INaturalistDataModule",
     "ImageNetDataModule",
     "SUNAttributeDataModule",
     "export_an8flower",

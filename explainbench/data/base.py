@@ -53,7 +53,8 @@ class Batch(BatchKeys, total=False):
     Always present (:class:`BatchKeys`):
 
     * ``image`` float ``[3,H,W]``, normalised with the data module's ``mean``/``std``;
-    * ``label`` long ``[]``, the class index;
+    * ``label`` long ``[]``, the class index; on multi-label data (the data module's
+      ``multilabel``, e.g. CelebA's 40 attributes) float ``[num_classes]`` of 0/1 labels;
     * ``index`` long ``[]``, the sample's index in its split (kept through ``data.subset``).
 
     Present exactly when the key is in the data module's ``annotations``; geometric
@@ -101,15 +102,18 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
         subset_seed: seed of that subset, so runs compare on the same images.
 
     Subclasses set, in ``__init__``: ``num_classes``, ``class_names``, and where they differ
-    from the defaults ``attribute_names`` and ``landmark_names`` (None), ``annotations``
-    (empty), ``mean``/``std`` (ImageNet), ``collate_fn`` (default collation); and implement
-    :meth:`_make_dataset`. :meth:`info` hands these facts to the method.
+    from the defaults ``attribute_names`` and ``landmark_names`` (None), ``multilabel``
+    (False), ``annotations`` (empty), ``mean``/``std`` (ImageNet), ``collate_fn`` (default
+    collation); and implement :meth:`_make_dataset`. :meth:`info` hands these facts to the method.
     """
 
     num_classes: int
     class_names: list[str]
     attribute_names: list[str] | None = None
     landmark_names: list[str] | None = None
+    # True: ``label`` is float ``[num_classes]`` of independent 0/1 labels (CelebA's 40
+    # attributes), not a long class index; methods read it from data_info
+    multilabel: bool = False
     annotations: frozenset[str] = frozenset()
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -162,6 +166,7 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
             mean=self.mean,
             std=self.std,
             annotations=self.annotations,
+            multilabel=self.multilabel,
         )
 
     # -- what subclasses implement ------------------------------------------------------------

@@ -32,6 +32,8 @@ class DataInfo:
         landmark_names: names of the ``landmarks`` a batch carries (an8flower, CUB), or None.
         mean, std: the per-channel normalisation of the batches' ``image``.
         annotations: the optional batch keys the data yields (``mask``, ``bbox``, ...), sorted.
+        multilabel: ``label`` holds ``num_classes`` independent 0/1 labels per image (CelebA's
+            40 attributes) instead of one class index; the method's loss and accuracy follow it.
     """
 
     num_classes: int
@@ -41,6 +43,7 @@ class DataInfo:
     mean: list[float] = IMAGENET_MEAN  # type: ignore[assignment]  # made a list below
     std: list[float] = IMAGENET_STD  # type: ignore[assignment]
     annotations: list[str] = ()  # type: ignore[assignment]
+    multilabel: bool = False
 
     def __post_init__(self) -> None:
         # whatever the data module holds (tuples, frozensets, OmegaConf lists) becomes plain
@@ -51,6 +54,7 @@ class DataInfo:
         self.mean = [float(v) for v in self.mean]
         self.std = [float(v) for v in self.std]
         self.annotations = sorted(str(a) for a in self.annotations)
+        self.multilabel = bool(self.multilabel)
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
 

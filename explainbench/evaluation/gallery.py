@@ -50,7 +50,10 @@ def render_gallery(
     def name(i: int) -> str:
         return class_names[i] if class_names else str(i)
 
-    captions = [f"y={name(int(t))}\np={name(int(p))}" for t, p in zip(label, pred, strict=True)]
+    if label.ndim > 1:  # multi-label (CelebA's 40 attributes): is the explained top label present?
+        captions = [f"p={name(int(p))}\ny={int(t[p])}" for t, p in zip(label, pred, strict=True)]
+    else:
+        captions = [f"y={name(int(t))}\np={name(int(p))}" for t, p in zip(label, pred, strict=True)]
     if texts:  # wrapped narrow enough to sit beside one image row
         captions = [c + "\n" + textwrap.fill(t, 28) for c, t in zip(captions, texts, strict=True)]
     return gallery_figure(denormalize(x.detach().cpu(), mean, std), maps, captions)

@@ -9,13 +9,14 @@ builds the optimiser and scheduler from the ``_partial_`` configs it is given.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torchmetrics import MaxMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MultilabelAccuracy
 
 from ..backbones import Backbone
 from ..callbacks.skipped_images import SkippedImages
@@ -29,6 +30,16 @@ BUILD_CONFIG_KEY = "build_config"
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
+
+
+def check_label_kind(method: type[ExplainableMethod], data_info: DataInfo) -> None:
+    """Refuse multi-label data for a method that learns one class per image."""
+    if data_info.multilabel and not method.supports_multilabel:
+        raise ValueError(
+            f"{method.__name__} learns one class per image, but the data gives several 0/1 "
+            "labels per image (multi-label): use method=classifier, or data with one class "
+            "per image."
+        )
 
 
 class ExplainableMethod(PlainHyperparameters, L.LightningModule):
@@ -50,7 +61,16 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
             built from (given by ``build_method``/``load_method``); stored with ``data_info`` in
             every checkpoint under :data:`BUILD_CONFIG_KEY`, so
             evaluate.py rebuilds the method from the checkpoint alone. ``None``: nothing stored.
+
+    Multi-label data (``data_info.multilabel``: ``label`` float ``[B, num_classes]`` of
+    independent 0/1 labels, e.g. CelebA's 40 attributes): :meth:`classification_loss` is the mean
+    per-label BCE and ``acc`` the mean per-label accuracy (the "average class accuracy" of CelebA
+    papers). Only methods that set ``supports_multilabel`` accept it (:func:`check_label_kind`).
     """
+
+    # whether the method's loss works on multi-label targets (classification_loss); one whose
+    # loss or explanation picks one class per image (EAT's sentence, L-CAM's target) does not
+    supports_multilabel: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -63,6 +83,7 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
     ) -> None:
         super().__init__()
         data_info = DataInfo.coerce(data_info, backbone.num_classes)
+        check_label_kind(type(self), data_info)
         if data_info.num_classes != backbone.num_classes:
             raise ValueError(
                 f"The backbone has {backbone.num_classes} classes but the data has "
@@ -82,7 +103,11 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
         self.build_config: dict[str, Any] | None = None
         if build_config is not None:
             self.build_config = {**to_plain(dict(build_config)), "data_info": data_info.to_dict()}
-        acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
+        self.multilabel = data_info.multilabel
+        if self.multilabel:
+            acc = MultilabelAccuracy(num_labels=self.num_classes, average="macro")
+        else:
+            acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
         self.accuracy = nn.ModuleDict({s: acc.clone() for s in ("train_", "val_", "test_")})
         self.val_acc_best = MaxMetric()
         # the best accuracy of the run a resumed run continues (see on_load_checkpoint)
@@ -117,6 +142,14 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
         weighted loss terms whose sum is minimised."""
         raise NotImplementedError
 
+    def classification_loss(self, logits: Tensor, label: Tensor, label_smoothing: float = 0.0) -> Tensor:
+        """Cross-entropy against the class, or (``multilabel``) the mean over labels and images of
+        the per-label binary cross-entropy; smoothing moves 0/1 targets towards 1/2 there."""
+        if not self.multilabel:
+            return F.cross_entropy(logits, label, label_smoothing=label_smoothing)
+        target = label.float() * (1.0 - label_smoothing) + 0.5 * label_smoothing
+        return F.binary_cross_entropy_with_logits(logits, target)
+
     # -- Lightning plumbing ----------------------------------------------------------------
     def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor | None:
         if batch["label"].numel() == 0:  # every image of the batch was unreadable and skipped
@@ -131,7 +164,12 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
                 self.log(f"{stage}/loss/{name}", value.detach(), **log)
         self.log(f"{stage}/loss", total.detach(), prog_bar=True, **log)
         acc = self.accuracy[f"{stage}_"]
-        acc(logits.detach(), batch["label"])
+        if self.multilabel:
+            # probabilities, not logits: torchmetrics would take logits that all happen to lie
+            # in [0, 1] for probabilities and skip its sigmoid
+            acc(logits.detach().sigmoid(), batch["label"].long())
+        else:
+            acc(logits.detach(), batch["label"])
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=not train,
                  batch_size=log["batch_size"])
         return total

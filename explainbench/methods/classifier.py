@@ -1,20 +1,22 @@
-"""The plain classifier (backbone + head, cross-entropy): every paper's baseline."""
+"""The plain classifier (backbone + head, cross-entropy or per-label BCE): every paper's baseline."""
 
 from __future__ import annotations
 
 from torch import Tensor
-from torch.nn import functional as F
 
 from .base import ExplainableMethod
 
 
 class Classifier(ExplainableMethod):
-    """Cross-entropy training of the whole backbone; explained by post-hoc explainers only.
+    """Cross-entropy training of the whole backbone (per-label BCE on multi-label data);
+    explained by post-hoc explainers only.
 
     Args:
-        label_smoothing: passed to :func:`torch.nn.functional.cross_entropy`.
+        label_smoothing: see :meth:`~explainbench.methods.base.ExplainableMethod.classification_loss`.
         **kwargs: see :class:`~explainbench.methods.base.ExplainableMethod`.
     """
+
+    supports_multilabel = True
 
     def __init__(self, *args, label_smoothing: float = 0.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -22,5 +24,5 @@ class Classifier(ExplainableMethod):
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         logits = self(batch["image"])
-        ce = F.cross_entropy(logits, batch["label"], label_smoothing=self.label_smoothing)
-        return logits, {"ce": ce}
+        loss = self.classification_loss(logits, batch["label"], self.label_smoothing)
+        return logits, {"bce" if self.multilabel else "ce": loss}

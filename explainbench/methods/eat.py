@@ -38,7 +38,7 @@ from torch.nn import functional as F
 from ..data.info import DataInfo
 from ..explainers.base import Explanation, resolve_target
 from ..explainers.gradcam import GradCAM
-from .base import ExplainableMethod
+from .base import ExplainableMethod, check_label_kind
 from .eat_heads import (
     AttributeEmbedding,
     CategoryEmbedding,
@@ -155,6 +155,7 @@ class EAT(ExplainableMethod):
         **kwargs,
     ) -> None:
         data_info = DataInfo.coerce(data_info, backbone.num_classes)
+        check_label_kind(type(self), data_info)  # before the attribute checks: the first cause
         attribute_names = data_info.attribute_names or []
         class_names = data_info.class_names
         if not attribute_names:

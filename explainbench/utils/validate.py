@@ -54,6 +54,7 @@ INT_OR_NULL = Expected((int,), nullable=True)
 NUMBER = Expected((float,))
 NUMBER_OR_NULL = Expected((float,), nullable=True)
 FLAG = Expected((bool,))
+TEXT_OR_NULL = Expected((str,), nullable=True)
 
 # key (dotted, as on the command line) -> expected value
 SCHEMA: dict[str, Expected] = {
@@ -90,6 +91,11 @@ SCHEMA: dict[str, Expected] = {
     "data.hflip": FLAG,
     "data.bias": NUMBER,
     "data.brightness": NUMBER,
+    "data.val_fraction": NUMBER,
+    # CelebA: data.aligned=yes would be the (true) string 'yes'; data.target_attribute=1 an int
+    "data.aligned": FLAG,
+    "data.target_attribute": TEXT_OR_NULL,
+    "data.landmark_split": TEXT_OR_NULL,
     "method.optimizer.lr": NUMBER,
     "method.optimizer.weight_decay": NUMBER,
     "method.optimizer.momentum": NUMBER,
