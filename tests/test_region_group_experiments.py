@@ -42,7 +42,7 @@ def test_paper_experiments_carry_the_papers_settings(experiment, tmp_path):
         paper["batch"], paper["epochs"], paper["size"])  # fmt: skip
     assert (method.num_parts, method.prior_weight) == (paper["parts"], paper["prior_weight"])
     assert (method.prior_alpha, method.prior_beta) == (paper["alpha"], paper["beta"])
-    assert method.multi_label == (experiment == "region_group_celeba")
+    assert "multi_label" not in method  # multi-label comes from the data (DataInfo.multilabel)
 
 
 def test_an8flower_experiment_trains_and_scores_landmarks_and_parts(tmp_path):
@@ -93,3 +93,22 @@ def test_a_batch_of_one_is_one_clear_error_before_training(tmp_path):
                        *TINY_DATA[:3], "data.batch_size=1", "method.prior_weight=0"], tmp_path / "no_prior")  # fmt: skip
     metrics = run_unwrapped(cfg)
     assert "test/loss" in metrics and "test/loss/prior" not in metrics
+
+
+@pytest.mark.parametrize(
+    ("experiment", "data", "label_loss"),
+    [("region_group_celeba", "celeba", "bce"), ("region_group_inat", "inaturalist", "ce")],
+)
+def test_paper_experiment_fast_dev_run_on_its_fixture(experiment, data, label_loss, tmp_path):
+    """Acceptance 3: the CelebA (40 attributes, multi-label) and iNaturalist experiments run on
+    tiny copies of their official layouts (the fixtures of tests/test_data_checkpoints.py)."""
+    from .test_data_checkpoints import FIXTURES
+
+    torch.set_num_threads(1)
+    cfg = compose_cfg([
+        f"experiment={experiment}", *FIXTURES[data](tmp_path / "data"), "debug=fdr",
+        "backbone.weights=null", "data.image_size=64", "data.resize_size=64", "data.batch_size=4",
+        "trainer.accelerator=cpu", "callbacks.model_summary=null",
+    ], tmp_path / "run")  # fmt: skip
+    metrics = run_unwrapped(cfg)
+    assert {f"test/loss/{label_loss}", "test/loss/prior"} <= set(metrics)

@@ -11,7 +11,7 @@ The last block of the backbone is replaced (``attach``: ResNet after ``layer3``,
 * attention ``a = softmax_k(f_a(Z))`` (1x1 bottlenecks, a 1x1 conv to one score, BN, ReLU);
 * the prediction ``W f_z(Z) a`` (the authors' code puts a BatchNorm before ``W``; kept).
 
-Loss: ``CE`` (``multi_label``: the mean of per-label binary cross-entropies, CelebA's 40
+Loss: ``CE`` (multi-label data: the mean of per-label binary cross-entropies, CelebA's 40
 attributes) ``+ prior_weight × prior``, where the prior term is Eq. 2: the log-scale 1D Wasserstein
 distance between each part's occurrence over the batch and Beta(α, β) quantiles.
 
@@ -31,7 +31,6 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torchmetrics.classification import MultilabelAccuracy
 
 from ..backbones.truncate import truncate_backbone
 from ..explainers.base import Explanation, normalize_per_image, resolve_target
@@ -70,12 +69,13 @@ class RegionGroup(ExplainableMethod):
         prior_alpha, prior_beta: the Beta prior of part occurrence (paper: 1, 1e-3).
         smooth_radius, smooth_std: the Gaussian applied to ``Q`` before the occurrence max-pool
             (code: radius 2, i.e. 5x5, std 0.4).
-        multi_label: the label is a ``[B,C]`` 0/1 vector (CelebA's attributes): BCE instead of
-            CE, multi-label accuracy.
         head_lr_multiplier: learning rate of the new modules relative to the backbone's (the
             authors' code: 20); applied to the optimizer's ``lr``.
         **kwargs: optimizer / scheduler, see :class:`ExplainableMethod`.
     """
+
+    # CelebA's 40 attributes: the base's per-label BCE and accuracy (DataInfo.multilabel)
+    supports_multilabel = True
 
     def __init__(
         self,
@@ -91,7 +91,6 @@ class RegionGroup(ExplainableMethod):
         prior_beta: float = 1e-3,
         smooth_radius: int = 2,
         smooth_std: float = 0.4,
-        multi_label: bool = False,
         head_lr_multiplier: float = 1.0,
         **kwargs,
     ) -> None:
@@ -108,11 +107,7 @@ class RegionGroup(ExplainableMethod):
         self.prior_weight = float(prior_weight)
         self.prior_alpha, self.prior_beta = float(prior_alpha), float(prior_beta)
         self.smooth_radius, self.smooth_std = int(smooth_radius), float(smooth_std)
-        self.multi_label = bool(multi_label)
         self.head_lr_multiplier = float(head_lr_multiplier)
-        if self.multi_label:  # the base's multiclass accuracy reads a [B] label
-            acc = MultilabelAccuracy(num_labels=self.num_classes, average="micro")
-            self.accuracy = nn.ModuleDict({s: acc.clone() for s in ("train_", "val_", "test_")})
 
         channels = backbone.feature_channels
         out = int(region_channels or 2 * channels)
@@ -193,21 +188,11 @@ class RegionGroup(ExplainableMethod):
         if self.prior_weight > 0 and isinstance(size, int):
             check_prior_batch(size)
 
-    def classification_loss(self, logits: Tensor, label: Tensor) -> Tensor:
-        if not self.multi_label:
-            return F.cross_entropy(logits, label)
-        if label.shape != logits.shape:
-            raise ValueError(
-                f"method.multi_label=true expects a [B,{self.num_classes}] 0/1 label, got shape "
-                f"{tuple(label.shape)}: use multi-label data or method.multi_label=false."
-            )
-        return F.binary_cross_entropy_with_logits(
-            logits, label.float()
-        )  # mean over images and labels
-
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         out = self.outputs(self.features(batch["image"]))
-        terms = {"ce": self.classification_loss(out.logits, batch["label"])}
+        # the base's loss: CE, or on multi-label data (CelebA's 40 attributes) the mean BCE
+        ce = self.classification_loss(out.logits, batch["label"])
+        terms = {"bce" if self.multilabel else "ce": ce}
         if self.prior_weight > 0:
             n = out.parts.shape[0]
             if n >= 2:

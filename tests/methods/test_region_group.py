@@ -170,14 +170,14 @@ def test_loss_terms_and_the_two_ablations():
     )
 
 
-def test_multi_label_uses_the_mean_binary_cross_entropy():
-    model = make_model(multi_label=True)
+def test_multi_label_data_uses_the_mean_binary_cross_entropy():
+    from explainbench.data.info import DataInfo
+
+    model = make_model(data_info=DataInfo(num_classes=3, multilabel=True))
     label = torch.tensor([[1, 0, 1], [0, 0, 1], [1, 1, 1], [0, 0, 0]])
     logits, terms = model.loss({**batch(), "label": label})
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, label.float())
-    torch.testing.assert_close(terms["ce"], expected)
-    with pytest.raises(ValueError, match="multi_label=true expects a \\[B,3\\]"):
-        model.loss(batch())
+    torch.testing.assert_close(terms["bce"], expected)
 
 
 def test_head_lr_multiplier_gives_the_new_modules_their_own_learning_rate():
