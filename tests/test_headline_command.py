@@ -54,3 +54,15 @@ def test_on_imagenet_the_classifier_is_torchvisions(tmp_path):
     ensure_frozen_classifier(cfg)
     assert cfg.backbone.weights == "IMAGENET1K_V1" and cfg.backbone.checkpoint is None
     assert not (tmp_path / "classifier_cache").exists()
+
+
+def test_a_classifier_near_chance_is_flagged(caplog):
+    """VGG-16 from scratch stays at chance in the short recipe: the user is told its L-CAM
+    explains noise and how to pass a real classifier."""
+    from explainbench.methods.frozen_classifier import warn_if_near_chance
+
+    with caplog.at_level("WARNING", logger="explainbench"):
+        assert warn_if_near_chance(0.169, 6)  # measured: vgg16, an8flower single6c, 3 epochs
+    assert "near chance" in caplog.text and "backbone.checkpoint=" in caplog.text
+    assert not warn_if_near_chance(0.9, 6)
+    assert not warn_if_near_chance(0.3, 6)  # 1.8x chance: learning, if slowly

@@ -160,7 +160,28 @@ def _train_classifier(cfg: DictConfig, run_dir: Path) -> Path:
         f"Classifier trained in {_duration(time.monotonic() - start)} (val/acc {acc:.3f}); explaining it now.",
         flush=True,
     )
+    # data modules describe themselves in the constructor, without loading anything
+    warn_if_near_chance(acc, hydra.utils.instantiate(cfg.data).num_classes)
     return kept[-1]
+
+
+# a classifier within this factor of chance accuracy explains nothing worth learning
+NEAR_CHANCE = 1.5
+
+
+def warn_if_near_chance(acc: float, num_classes: int) -> bool:
+    """Warn (and return True) when the cached classifier barely beats guessing: e.g. VGG-16 has no
+    BatchNorm and does not learn from scratch in the short recipe, so its L-CAM explains noise."""
+    if not num_classes or not acc < NEAR_CHANCE / num_classes:
+        return False
+    log.warning(
+        "The automatic classifier is near chance (val/acc %.3f with %d classes): its explanations "
+        "mean little. Pass a trained classifier (backbone.checkpoint=<run>/checkpoints/last.ckpt) "
+        "or pretrained weights (backbone.weights=IMAGENET1K_V1).",
+        acc,
+        num_classes,
+    )
+    return True
 
 
 def estimate_seconds(cfg: DictConfig) -> float:
