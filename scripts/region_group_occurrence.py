@@ -8,13 +8,14 @@ what the prior (Eq. 2 of Huang & Li, CVPR 2020) pushes towards Beta(α, β). The
 part's histogram of ``t_k`` (as a density) with the Beta(α, β) of the checkpoint's config: its
 pdf and its mass per histogram bin. The y axis is logarithmic, because Beta(1, 1e-3), the
 paper's prior, puts almost all its mass in the last bin (every part in every image). It also
-prints, per part, the mean occurrence, the share of images with ``t_k > 0.5`` and the part's
+prints the checkpoint's test accuracy (same pass) and, per part, the mean occurrence, the share of images with ``t_k > 0.5`` and the part's
 term of the prior loss over the whole split.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import hydra
 import matplotlib
@@ -31,13 +32,17 @@ from explainbench.methods.region_group_parts import part_occurrence, prior_loss 
 
 
 @torch.no_grad()
-def occurrences(model, loader) -> torch.Tensor:
-    """``[N,K]`` occurrences ``t_k`` of every image of ``loader``."""
-    rows = [
-        part_occurrence(model.part_maps(batch["image"]), model.smooth_radius, model.smooth_std)
-        for batch in loader
-    ]
-    return torch.cat(rows)
+def occurrences(model, loader) -> tuple[torch.Tensor, float | None]:
+    """``[N,K]`` occurrences ``t_k`` of every image of ``loader``, and the model's accuracy on
+    them (None when the batches carry no ``label``), from the same forward pass."""
+    rows, correct, total = [], 0, 0
+    for batch in loader:
+        out = model.outputs(model.features(batch["image"]))
+        rows.append(part_occurrence(out.parts, model.smooth_radius, model.smooth_std))
+        if "label" in batch:
+            correct += int((out.logits.argmax(1) == batch["label"]).sum())
+            total += len(batch["label"])
+    return torch.cat(rows), (correct / total if total else None)
 
 
 def plot(t: np.ndarray, alpha: float, beta: float, title: str, out: str, bins: int = 20) -> None:
@@ -82,12 +87,13 @@ def main() -> None:
         data_cfg.test_size = args.test_size
     datamodule = hydra.utils.instantiate(data_cfg)
     datamodule.setup("test")
-    t = occurrences(model, datamodule.test_dataloader())
+    t, accuracy = occurrences(model, datamodule.test_dataloader())
     alpha, beta = model.prior_alpha, model.prior_beta
 
     name = "w/o attention" if not model.use_attention else "with attention"
+    run = Path(args.ckpt).resolve().parent.parent.name  # <run>/checkpoints/last.ckpt
     title = (
-        f"{args.ckpt}: prior weight {model.prior_weight:g} ({name}); {t.shape[0]} test images, "
+        f"{run}: prior weight {model.prior_weight:g} ({name}); {t.shape[0]} test images, "
         f"Beta({alpha:g}, {beta:g})"
     )
     plot(t.numpy(), alpha, beta, title, args.out, args.bins)
@@ -95,6 +101,8 @@ def main() -> None:
     print(
         f"prior weight {model.prior_weight:g}, Beta({alpha:g}, {beta:g}), {t.shape[0]} test images"
     )
+    if accuracy is not None:
+        print(f"accuracy: {accuracy:.4f} (this checkpoint, {t.shape[0]} test images)")
     print("| part | mean t_k | t_k > 0.5 | prior loss term |")
     print("|---|---|---|---|")
     for k in range(t.shape[1]):

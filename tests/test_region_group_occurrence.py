@@ -34,12 +34,21 @@ def test_occurrences_use_the_models_own_smoothing_over_every_batch():
                         smooth_radius=1, smooth_std=5.0, optimizer=partial(torch.optim.SGD, lr=0.1)).eval()  # fmt: skip
     images = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     loader = [{"image": images[:3]}, {"image": images[3:]}]
-    t = script.occurrences(model, loader)
+    t, accuracy = script.occurrences(model, loader)
+    assert accuracy is None  # no labels
     with torch.no_grad():
         parts = model.part_maps(images)
+        predicted = model(images).argmax(1)
     torch.testing.assert_close(t, part_occurrence(parts, radius=1, std=5.0))
     # not the default 5x5 kernel: the script follows the checkpoint's setting
     assert not torch.allclose(t, part_occurrence(parts))
+    # accuracy over every batch: the first 3 labels right, the last 2 wrong -> 3/5
+    labels = torch.cat([predicted[:3], (predicted[3:] + 1) % 3])
+    loader = [
+        {"image": images[:3], "label": labels[:3]},
+        {"image": images[3:], "label": labels[3:]},
+    ]
+    assert script.occurrences(model, loader)[1] == pytest.approx(3 / 5)
 
 
 def test_one_panel_per_part(tmp_path):
