@@ -1,11 +1,12 @@
 # Shared by the scripts/*_results.sh scripts (source it after setting OUT, PY and EVAL_ARGS):
-#   train <name> <overrides...>             train.py into $OUT/<name>, skipped when its last.ckpt exists
+#   train <name> <overrides...>             train.py into $OUT/<name>, skipped when it finished (metrics.json)
 #   evaluate <name> <ckpt run> <overrides...>  evaluate.py of $OUT/<run> into $OUT/eval_<name>
 export WANDB_MODE=${WANDB_MODE:-offline}
 
 train() {
   local name=$1; shift
-  [[ -f $OUT/$name/checkpoints/last.ckpt ]] || $PY train.py "$@" logger=csv hydra.run.dir="$OUT/$name"
+  # metrics.json is written when a run ends: an interrupted run (last.ckpt only) is trained again
+  [[ -f $OUT/$name/metrics.json ]] || $PY train.py "$@" logger=csv hydra.run.dir="$OUT/$name"
 }
 
 evaluate() {

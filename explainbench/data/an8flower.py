@@ -16,7 +16,8 @@ given by the colour *of the discriminative part* only; ``part_mask`` marks that 
 
 Each sample is a ``Batch`` (``docs/design.md``): ``image`` float ``[3,H,W]``
 normalised with ImageNet mean/std, ``label`` long, ``mask`` ``[1,H,W]`` (whole flower) and
-``part_mask`` ``[1,H,W]`` float 0/1, ``bbox`` ``[4]`` xyxy pixel edges of the flower,
+``part_mask`` ``[1,H,W]`` float 0/1, ``part_ids`` long ``[H,W]`` (each pixel's part, an index into
+:data:`PART_NAMES`: 0 background, 1 stem, 2 leaves, 3 petals, 4 centre), ``bbox`` ``[4]`` xyxy pixel edges of the flower,
 ``landmarks`` ``[5,3]`` (x, y, visible) in continuous pixel coordinates for
 :data:`LANDMARK_NAMES`, ``attributes`` ``[15]`` 0/1 for :func:`attribute_names`, ``index``.
 """
@@ -31,6 +32,7 @@ from torch.utils.data import Dataset
 from ..utils.image import IMAGENET_MEAN, IMAGENET_STD
 from .an8flower_render import (
     LANDMARK_NAMES,
+    PART_NAMES,
     VARIANTS,
     FlowerRenderer,
     attribute_names,
@@ -44,6 +46,7 @@ from .base import Batch, ExplainDataModule, check_split
 
 __all__ = [
     "LANDMARK_NAMES",
+    "PART_NAMES",
     "VARIANTS",
     "An8Flower",
     "An8FlowerDataModule",
@@ -110,6 +113,7 @@ class An8Flower(Dataset):
         self.class_names = class_names(variant)
         self.attribute_names = attribute_names()
         self.landmark_names = list(LANDMARK_NAMES)
+        self.part_names = list(PART_NAMES)
         self._mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         self._cache = self._as_tensors(np.arange(self.length)) if in_memory else None
@@ -149,6 +153,7 @@ class An8Flower(Dataset):
             "label": data["label"][row],
             "mask": (parts > 0).float().unsqueeze(0),
             "part_mask": (parts == data["part_id"][row]).float().unsqueeze(0),
+            "part_ids": parts.long(),
             "bbox": data["bbox"][row].clone(),
             "landmarks": data["landmarks"][row].clone(),
             "attributes": data["attributes"][row].clone(),
@@ -160,11 +165,12 @@ class An8Flower(Dataset):
 
 
 def hflip_sample(sample: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Mirror one an8flower sample left-right: image and masks, ``x -> W - x`` for the box
+    """Mirror one an8flower sample left-right: image, masks and part ids (no part has a left and a
+    right id, so they only move), ``x -> W - x`` for the box
     (pixel edges) and landmarks (continuous coordinates), left/right leaf swapped."""
     out = dict(sample)
     width = sample["image"].shape[-1]
-    for key in ("image", "mask", "part_mask"):
+    for key in ("image", "mask", "part_mask", "part_ids"):
         out[key] = sample[key].flip(-1)
     x1, y1, x2, y2 = sample["bbox"].unbind()
     out["bbox"] = torch.stack([width - x2, y1, width - x1, y2])
@@ -200,7 +206,7 @@ class An8FlowerDataModule(ExplainDataModule):
         **kwargs: loader settings, see :class:`~explainbench.data.base.ExplainDataModule`.
     """
 
-    annotations = frozenset({"mask", "part_mask", "bbox", "landmarks", "attributes"})
+    annotations = frozenset({"mask", "part_mask", "part_ids", "bbox", "landmarks", "attributes"})
 
     def __init__(
         self,
@@ -236,6 +242,7 @@ class An8FlowerDataModule(ExplainDataModule):
         self.class_names = class_names(variant)
         self.attribute_names = attribute_names()
         self.landmark_names = list(LANDMARK_NAMES)
+        self.part_names = list(PART_NAMES)
 
     def _make_dataset(self, split: str) -> An8Flower:
         return An8Flower(

@@ -62,6 +62,8 @@ class Batch(BatchKeys, total=False):
 
     * ``mask`` float ``[1,H,W]`` 0/1, the whole object;
     * ``part_mask`` float ``[1,H,W]`` 0/1, the discriminative part (an8flower);
+    * ``part_ids`` long ``[H,W]``, each pixel's part as an index into the data module's
+      ``part_names`` (0: background; an8flower: stem, leaves, petals, centre);
     * ``bbox`` float ``[4]``, the object's box as ``x1, y1, x2, y2`` pixel edges;
     * ``landmarks`` float ``[L,3]``, ``(x, y, visible)`` in pixels, in the order of the data
       module's ``landmark_names``;
@@ -75,6 +77,7 @@ class Batch(BatchKeys, total=False):
 
     mask: Tensor
     part_mask: Tensor
+    part_ids: Tensor
     bbox: Tensor
     landmarks: Tensor
     attributes: Tensor
@@ -102,9 +105,10 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
         subset_seed: seed of that subset, so runs compare on the same images.
 
     Subclasses set, in ``__init__``: ``num_classes``, ``class_names``, and where they differ
-    from the defaults ``attribute_names`` and ``landmark_names`` (None), ``multilabel``
-    (False), ``annotations`` (empty), ``mean``/``std`` (ImageNet), ``collate_fn`` (default
-    collation); and implement :meth:`_make_dataset`. :meth:`info` hands these facts to the method.
+    from the defaults ``attribute_names``, ``landmark_names`` and ``part_names`` (None),
+    ``multilabel`` (False), ``annotations`` (empty), ``mean``/``std`` (ImageNet), ``collate_fn``
+    (default collation); and implement :meth:`_make_dataset`. :meth:`info` hands these facts to
+    the method.
     """
 
     num_classes: int
@@ -114,6 +118,8 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
     # True: ``label`` is float ``[num_classes]`` of independent 0/1 labels (CelebA's 40
     # attributes), not a long class index; methods read it from data_info
     multilabel: bool = False
+    # names of the values of ``part_ids`` (index 0: background), for data with a part map
+    part_names: list[str] | None = None
     annotations: frozenset[str] = frozenset()
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -163,6 +169,7 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
             class_names=self.class_names,
             attribute_names=self.attribute_names,
             landmark_names=self.landmark_names,
+            part_names=self.part_names,
             mean=self.mean,
             std=self.std,
             annotations=self.annotations,

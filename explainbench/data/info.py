@@ -30,6 +30,7 @@ class DataInfo:
         class_names: one name per class, or None (sentences then use class indices).
         attribute_names: per-class attribute names (EAT), or None for data without attributes.
         landmark_names: names of the ``landmarks`` a batch carries (an8flower, CUB), or None.
+        part_names: names of the values of ``part_ids`` (0: background; an8flower), or None.
         mean, std: the per-channel normalisation of the batches' ``image``.
         annotations: the optional batch keys the data yields (``mask``, ``bbox``, ...), sorted.
         multilabel: ``label`` holds ``num_classes`` independent 0/1 labels per image (CelebA's
@@ -40,6 +41,7 @@ class DataInfo:
     class_names: list[str] | None = None
     attribute_names: list[str] | None = None
     landmark_names: list[str] | None = None
+    part_names: list[str] | None = None
     mean: list[float] = IMAGENET_MEAN  # type: ignore[assignment]  # made a list below
     std: list[float] = IMAGENET_STD  # type: ignore[assignment]
     annotations: list[str] = ()  # type: ignore[assignment]
@@ -51,6 +53,7 @@ class DataInfo:
         self.class_names = _names(self.class_names)
         self.attribute_names = _names(self.attribute_names)
         self.landmark_names = _names(self.landmark_names)
+        self.part_names = _names(self.part_names)
         self.mean = [float(v) for v in self.mean]
         self.std = [float(v) for v in self.std]
         self.annotations = sorted(str(a) for a in self.annotations)

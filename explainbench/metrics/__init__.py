@@ -15,6 +15,7 @@ from explainbench.metrics.deletion_insertion import DeletionInsertion
 from explainbench.metrics.far import ForegroundAttentionRate
 from explainbench.metrics.iou import MaskIoU
 from explainbench.metrics.landmarks import LandmarkLocalization
+from explainbench.metrics.part_iou import PartIoU
 from explainbench.metrics.pass_count import PassCount
 from explainbench.metrics.pointing_game import PointingGame
 
@@ -26,6 +27,7 @@ __all__ = [
     "LandmarkLocalization",
     "MaskIoU",
     "NoSamplesError",
+    "PartIoU",
     "PassCount",
     "PointingGame",
     "keep_top_fraction",

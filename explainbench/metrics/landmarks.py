@@ -35,6 +35,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from explainbench.explainers.base import Explanation
 from explainbench.metrics.base import ExplanationMetric
+from explainbench.metrics.part_maps import part_maps_of, warn_no_part_maps
 
 NORMALIZERS = ("interocular", "bbox", "image")
 
@@ -185,18 +186,11 @@ class LandmarkLocalization(ExplanationMetric):
 
     def update_batch(self, model: nn.Module, batch: dict, explanation: Explanation) -> None:
         self._require(batch)
-        parts = (explanation.extras or {}).get("parts")
-        if parts is None and callable(getattr(model, "part_maps", None)):
-            with torch.no_grad():
-                parts = model.part_maps(batch["image"])
+        parts = part_maps_of(model, batch["image"], explanation)
         if parts is None:
             if not self._warned_no_parts:
                 self._warned_no_parts = True
-                warnings.warn(
-                    f"Metric 'landmarks' needs part maps (a method with part_maps(x), e.g. method=region_group); "
-                    f"{type(model).__name__} has none: skipped.",
-                    stacklevel=2,
-                )
+                warn_no_part_maps(self.name, model)
             return
         self.update(parts, batch["landmarks"], batch["image"].shape[-2:], bbox=batch.get("bbox"),
                     fit=batch.get(self.fit_key))  # fmt: skip

@@ -13,7 +13,7 @@ from torch.utils.data import RandomSampler, SequentialSampler
 
 from explainbench.data import An8Flower, An8FlowerDataModule, ExplainDataModule, render_sample
 from explainbench.data.an8flower import hflip_sample
-from explainbench.data.an8flower_render import CENTRE, LANDMARK_NAMES, LEAVES
+from explainbench.data.an8flower_render import CENTRE, LANDMARK_NAMES, LEAVES, PART_NAMES
 from explainbench.utils.image import IMAGENET_MEAN, IMAGENET_STD, denormalize
 
 CONF = Path(__file__).resolve().parents[2] / "explainbench" / "conf" / "data"
@@ -26,7 +26,9 @@ def test_description_is_ready_before_setup():
     assert dm.num_classes == 12 and len(dm.class_names) == 12
     assert dm.class_names[6] == "leaves: red"
     assert dm.attribute_names is not None and len(dm.attribute_names) == 15
-    assert dm.annotations == {"mask", "part_mask", "bbox", "landmarks", "attributes"}
+    assert dm.annotations == {"mask", "part_mask", "part_ids", "bbox", "landmarks", "attributes"}
+    assert dm.part_names == ["background", "stem", "leaves", "petals", "centre"]
+    assert dm.info().part_names == dm.part_names
     assert dm.mean == IMAGENET_MEAN and dm.std == IMAGENET_STD
     assert dm._datasets == {}  # nothing rendered yet: construction is cheap
     # Lightning keeps the constructor arguments, the subclass's included
@@ -60,6 +62,13 @@ def test_batches_follow_the_contract():
     assert batch["label"][3] == int(ref.label[0]) and batch["index"][3] == 3
     torch.testing.assert_close(batch["part_mask"][3, 0], torch.from_numpy(ref.part_mask[0]).float())
     torch.testing.assert_close(batch["bbox"][3], torch.from_numpy(ref.bbox[0]))
+    # part_ids: the renderer's part of every pixel; the masks are views of it
+    ids = batch["part_ids"]
+    assert ids.shape == (b, 64, 64) and ids.dtype == torch.long
+    assert ids.min() >= 0 and ids.max() < len(PART_NAMES)
+    torch.testing.assert_close(ids[3], torch.from_numpy(ref.parts[0]).long())
+    torch.testing.assert_close(batch["mask"][:, 0], (ids > 0).float())
+    torch.testing.assert_close(batch["part_mask"][:, 0], (ids == CENTRE).float())  # single6c
 
 
 def test_loaders_shuffle_train_only_and_keep_the_last_batch():
@@ -118,6 +127,8 @@ def test_hflip_moves_every_annotation_with_the_image():
     sample = An8Flower("val", length=8, seed=5)[7]
     flipped = hflip_sample(sample)
     torch.testing.assert_close(flipped["image"], sample["image"].flip(-1))
+    torch.testing.assert_close(flipped["part_ids"], sample["part_ids"].flip(-1))
+    torch.testing.assert_close(flipped["mask"][0], (flipped["part_ids"] > 0).float())
     mask = flipped["mask"][0]
     rows, cols = torch.nonzero(mask, as_tuple=True)
     expected = [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]

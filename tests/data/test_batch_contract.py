@@ -24,6 +24,7 @@ SHAPES = {
     "index": (),
     "mask": (1, None, None),
     "part_mask": (1, None, None),
+    "part_ids": (None, None),
     "bbox": (4,),
     "landmarks": (None, 3),
     "attributes": (None,),
@@ -33,7 +34,7 @@ SHAPES = {
 def test_batch_keys_are_the_documented_ones():
     assert BatchKeys.__required_keys__ == {"image", "label", "index"}
     assert Batch.__required_keys__ == {"image", "label", "index"}
-    assert ANNOTATIONS == {"mask", "part_mask", "bbox", "landmarks", "attributes"}
+    assert ANNOTATIONS == {"mask", "part_mask", "part_ids", "bbox", "landmarks", "attributes"}
 
 
 @pytest.mark.parametrize("name", DATA_CONFIGS)
@@ -46,7 +47,10 @@ def test_every_data_module_yields_the_batch_contract(name: str, tmp_path: Path):
     batch = next(iter(dm.test_dataloader()))
     assert set(batch) - {"skipped"} == Batch.__required_keys__ | dm.annotations
     assert batch["image"].dtype == torch.float32 and batch["index"].dtype == torch.long
-    for key in set(batch) - {"skipped", "label", "index"}:
+    if "part_ids" in batch:  # integer part indices, not a float map
+        assert batch["part_ids"].dtype == torch.long
+        assert batch["part_ids"].shape[-2:] == batch["image"].shape[-2:]
+    for key in set(batch) - {"skipped", "label", "index", "part_ids"}:
         assert batch[key].dtype == torch.float32, f"{name}: {key} is {batch[key].dtype}"
     size = batch["image"].shape[0]
     check_label(dm, batch["label"], size)

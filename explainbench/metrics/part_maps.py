@@ -1,0 +1,29 @@
+"""Where the part-map metrics (``landmarks``, ``part_iou``) get a method's part maps ``Q``."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor, nn
+
+from explainbench.explainers.base import Explanation
+
+
+def part_maps_of(model: nn.Module, image: Tensor, explanation: Explanation) -> Tensor | None:
+    """``Q [B,K,h,w]``: the explanation's ``extras["parts"]`` (region grouping's ``method``
+    explainer, no extra pass), else ``model.part_maps(image)``, else None (no part maps)."""
+    parts = (explanation.extras or {}).get("parts")
+    if parts is None and callable(getattr(model, "part_maps", None)):
+        with torch.no_grad():
+            parts = model.part_maps(image)
+    return parts
+
+
+def warn_no_part_maps(metric: str, model: nn.Module) -> None:
+    """The one warning of a part-map metric run on a model without part maps (then skipped)."""
+    warnings.warn(
+        f"Metric '{metric}' needs part maps (a method with part_maps(x), e.g. method=region_group); "
+        f"{type(model).__name__} has none: skipped.",
+        stacklevel=3,
+    )
