@@ -36,7 +36,9 @@ def check_multirun_strategy(cfg: DictConfig) -> None:
     except ValueError:  # not under Hydra (e.g. called from a notebook)
         multirun = False
     strategy = cfg.trainer.get("strategy")
-    strategy = str(strategy.get("_target_", "") if isinstance(strategy, DictConfig) else strategy or "").lower()
+    strategy = str(
+        strategy.get("_target_", "") if isinstance(strategy, DictConfig) else strategy or ""
+    ).lower()
     if multirun and "ddp" in strategy and "spawn" not in strategy:
         raise ValueError(
             "A multirun (-m) cannot use strategy=ddp: each DDP child would re-run the whole sweep. "
@@ -50,7 +52,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     validate_config(cfg)
     check_output_paths(cfg)
     check_multirun_strategy(cfg)
-    ensure_frozen_classifier(cfg)  # before seeding: a classifier trained here leaves the RNG as a cached one
+    ensure_frozen_classifier(
+        cfg
+    )  # before seeding: a classifier trained here leaves the RNG as a cached one
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
@@ -62,18 +66,26 @@ def run(cfg: DictConfig) -> dict[str, float]:
     weights_only = not cfg.get("trust_checkpoint")
     callbacks = instantiate_named(cfg.get("callbacks"))
     loggers = instantiate_named(cfg.get("logger"))
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False
+    )
 
     # the hydra node (present when composed by tests/notebooks) holds run-time-only interpolations
-    resolved = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-                for k, v in cfg.items() if k != "hydra"}
+    resolved = {
+        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        for k, v in cfg.items()
+        if k != "hydra"
+    }
     for logger in trainer.loggers:
         logger.log_hyperparams(resolved)
 
     metrics: dict[str, Any] = {}
     if cfg.get("train"):
         trainer.fit(
-            model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=weights_only
+            model=model,
+            datamodule=datamodule,
+            ckpt_path=cfg.get("ckpt_path"),
+            weights_only=weights_only,
         )
         metrics.update(trainer.callback_metrics)
     if cfg.get("test"):

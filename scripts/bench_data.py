@@ -50,24 +50,44 @@ def best_rate(fn, count: int, repeats: int = 3) -> float:
 def write_inat_index(root: Path, train: int, val: int, classes: int = 5089) -> None:
     """The JSON files of iNaturalist 2017 at full size (no images), as the official ones are laid out."""
     rng = np.random.default_rng(0)
-    categories = [{"id": c, "name": f"Species {c}", "supercategory": f"Super{c % 13}"} for c in range(classes)]
+    categories = [
+        {"id": c, "name": f"Species {c}", "supercategory": f"Super{c % 13}"} for c in range(classes)
+    ]
     first_id = 0
     for name, count in (("train2017.json", train), ("val2017.json", val)):
         labels = rng.integers(0, classes, count)
         ids = range(first_id, first_id + count)
         images = [
-            {"id": i, "file_name": f"train_val_images/Super{c % 13}/Species {c}/{i:032x}.jpg", "width": 800,
-             "height": 600, "license": 1, "rights_holder": "someone"}
+            {
+                "id": i,
+                "file_name": f"train_val_images/Super{c % 13}/Species {c}/{i:032x}.jpg",
+                "width": 800,
+                "height": 600,
+                "license": 1,
+                "rights_holder": "someone",
+            }
             for i, c in zip(ids, labels.tolist(), strict=True)
         ]
-        annotations = [{"id": i, "image_id": i, "category_id": c} for i, c in zip(ids, labels.tolist(), strict=True)]
-        data = {"info": {"year": 2017}, "images": images, "annotations": annotations, "categories": categories}
+        annotations = [
+            {"id": i, "image_id": i, "category_id": c}
+            for i, c in zip(ids, labels.tolist(), strict=True)
+        ]
+        data = {
+            "info": {"year": 2017},
+            "images": images,
+            "annotations": annotations,
+            "categories": categories,
+        }
         (root / name).write_text(json.dumps(data))
         if name == "val2017.json":
             boxed = images[::10]
-            boxes = [{"id": k, "image_id": im["id"], "category_id": 0, "bbox": [10, 20, 300, 200]}
-                     for k, im in enumerate(boxed)]
-            (root / "val_2017_bboxes.json").write_text(json.dumps({"images": boxed, "annotations": boxes}))
+            boxes = [
+                {"id": k, "image_id": im["id"], "category_id": 0, "bbox": [10, 20, 300, 200]}
+                for k, im in enumerate(boxed)
+            ]
+            (root / "val_2017_bboxes.json").write_text(
+                json.dumps({"images": boxed, "annotations": boxes})
+            )
         first_id += count
 
 
@@ -78,9 +98,11 @@ def bench_inat_index(train: int, val: int) -> None:
         root = Path(tmp)
         start = time.perf_counter()
         write_inat_index(root, train, val)
-        print(f"iNaturalist 2017 synthetic index: {train} train + {val} val images, 5089 species "
-              f"(written in {time.perf_counter() - start:.1f} s, "
-              f"train2017.json {(root / 'train2017.json').stat().st_size / 1e6:.0f} MB)")
+        print(
+            f"iNaturalist 2017 synthetic index: {train} train + {val} val images, 5089 species "
+            f"(written in {time.perf_counter() - start:.1f} s, "
+            f"train2017.json {(root / 'train2017.json').stat().st_size / 1e6:.0f} MB)"
+        )
         (root / "train_val_images").mkdir()
         # the data module opens nothing but the first image of each split: give it those
         probe = INaturalistDataModule(str(root), num_workers=0)
@@ -97,8 +119,10 @@ def bench_inat_index(train: int, val: int) -> None:
         built = time.perf_counter() - start
         sizes = {split: len(dm.dataset(split)) for split in ("train", "val", "test")}
         total = time.perf_counter() - start
-        print(f"  constructor (indexes train2017.json): {built:.1f} s; "
-              f"+ train/val/test splits (val2017.json, boxes): {total:.1f} s in all; sizes {sizes}")
+        print(
+            f"  constructor (indexes train2017.json): {built:.1f} s; "
+            f"+ train/val/test splits (val2017.json, boxes): {total:.1f} s in all; sizes {sizes}"
+        )
 
 
 def main() -> None:
@@ -106,8 +130,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--variant", default="single6c")
-    parser.add_argument("--inat", action="store_true", help="time the iNaturalist 2017 index instead")
-    parser.add_argument("--inat-images", type=int, default=579184, help="training images of that index")
+    parser.add_argument(
+        "--inat", action="store_true", help="time the iNaturalist 2017 index instead"
+    )
+    parser.add_argument(
+        "--inat-images", type=int, default=579184, help="training images of that index"
+    )
     args = parser.parse_args()
     if args.inat:
         bench_inat_index(args.inat_images, round(args.inat_images * 95986 / 579184))

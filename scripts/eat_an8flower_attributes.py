@@ -27,14 +27,23 @@ def discriminative_attributes(class_names: list[str], attribute_names: list[str]
     """``[R]`` index of the attribute named like each class (an8flower: "centre: red" ...)."""
     missing = [c for c in class_names if c not in attribute_names]
     if missing:
-        raise SystemExit(f"Not an an8flower checkpoint: no attribute is named like the classes {missing[:3]}.")
+        raise SystemExit(
+            f"Not an an8flower checkpoint: no attribute is named like the classes {missing[:3]}."
+        )
     return torch.tensor([attribute_names.index(c) for c in class_names])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", required=True, help="checkpoint of an `experiment=an8flower_eat` run")
-    parser.add_argument("--k", type=int, default=None, help="attributes per explanation (default: the model's top_k)")
+    parser.add_argument(
+        "--ckpt", required=True, help="checkpoint of an `experiment=an8flower_eat` run"
+    )
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        help="attributes per explanation (default: the model's top_k)",
+    )
     parser.add_argument("--test-size", type=int, default=None, help="override data.test_size")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--examples", type=int, default=3, help="sentences to print")
@@ -42,7 +51,9 @@ def main() -> None:
 
     model = load_method(args.ckpt)
     if not hasattr(model, "attribute_scores"):
-        raise SystemExit(f"{args.ckpt} is a {type(model).__name__} checkpoint, not EAT (method=eat).")
+        raise SystemExit(
+            f"{args.ckpt} is a {type(model).__name__} checkpoint, not EAT (method=eat)."
+        )
     data_cfg = OmegaConf.create(model.build_config["data"])
     data_cfg.batch_size = args.batch_size
     if args.test_size is not None:
@@ -74,17 +85,28 @@ def main() -> None:
 
     n_correct = sum(correct.values())
     print(f"checkpoint: {args.ckpt}")
-    print(f"test images: {total}, correctly classified: {n_correct} ({n_correct / max(total, 1):.1%})")
+    print(
+        f"test images: {total}, correctly classified: {n_correct} ({n_correct / max(total, 1):.1%})"
+    )
     print(f"sentence ranking: {'present attributes first' if model.present_only else 'pure s_i'}")
-    print(f"| class | correct | part colour in the sentence's top-{k} | in the top-{k} of s_i (all attributes) |")
+    print(
+        f"| class | correct | part colour in the sentence's top-{k} | in the top-{k} of s_i (all attributes) |"
+    )
     print("|---|---|---|---|")
     for y in sorted(correct):
-        print(f"| {model.class_names[y]} | {correct[y]} | {hits['sentence'][y] / correct[y]:.1%} "
-              f"| {hits['ear'][y] / correct[y]:.1%} |")
-    for name, what in (("sentence", "the textual explanation"), ("ear", "the s_i ranking over all attributes")):
+        print(
+            f"| {model.class_names[y]} | {correct[y]} | {hits['sentence'][y] / correct[y]:.1%} "
+            f"| {hits['ear'][y] / correct[y]:.1%} |"
+        )
+    for name, what in (
+        ("sentence", "the textual explanation"),
+        ("ear", "the s_i ranking over all attributes"),
+    ):
         n_hits = sum(hits[name].values())
-        print(f"part-colour attribute in the top-{k} of {what}, correctly classified images: "
-              f"{n_hits}/{n_correct} = {n_hits / max(n_correct, 1):.1%}")
+        print(
+            f"part-colour attribute in the top-{k} of {what}, correctly classified images: "
+            f"{n_hits}/{n_correct} = {n_hits / max(n_correct, 1):.1%}"
+        )
     for sentence in examples:
         print(f"  e.g. {sentence}")
 

@@ -39,7 +39,9 @@ def parse_source(arg: str) -> tuple[Path, dict[str, str] | None]:
 def read_rows(run_dir: Path, rename: dict[str, str] | None) -> list[dict[str, str]]:
     path = run_dir / "results.csv"
     if not path.is_file():
-        raise SystemExit(f"No results.csv in {run_dir}: run evaluate.py with hydra.run.dir={run_dir}")
+        raise SystemExit(
+            f"No results.csv in {run_dir}: run evaluate.py with hydra.run.dir={run_dir}"
+        )
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if rename is None:
@@ -55,7 +57,9 @@ def read_rows(run_dir: Path, rename: dict[str, str] | None) -> list[dict[str, st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("sources", nargs="+", help="RUN_DIR[:explainer=Row name,...]")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--title", default="Explanation benchmark")
@@ -75,7 +79,10 @@ def main() -> None:
 
     lines = [f"# {args.title}", "", "| explainer | " + " | ".join(columns) + " |"]
     lines.append("|---|" + "---:|" * len(columns))
-    lines += ["| " + " | ".join([row["explainer"], *(row.get(c, "") for c in columns)]) + " |" for row in rows]
+    lines += [
+        "| " + " | ".join([row["explainer"], *(row.get(c, "") for c in columns)]) + " |"
+        for row in rows
+    ]
     lines += ["", f"Machine: {cpu_name()}, {os.cpu_count()} cores. Made by:", ""]
     if args.made_by:
         lines += [f"    {args.made_by}"]

@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_DATA = ["data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=16"]
 
 
-def compose_cfg(overrides: list[str], tmp_path: Path, config_name: str = "train.yaml") -> DictConfig:
+def compose_cfg(
+    overrides: list[str], tmp_path: Path, config_name: str = "train.yaml"
+) -> DictConfig:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
@@ -32,13 +34,23 @@ def compose_cfg(overrides: list[str], tmp_path: Path, config_name: str = "train.
     return cfg
 
 
-def run_cli(script: str, args: list[str], tmp_path: Path, timeout: int = 300, env: dict | None = None):
+def run_cli(
+    script: str, args: list[str], tmp_path: Path, timeout: int = 300, env: dict | None = None
+):
     """``python <script> args`` in the repo root with runs under ``tmp_path``; returns the process."""
-    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1",
-                "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
     full_env.pop("HYDRA_FULL_ERROR", None)
     cmd = [sys.executable, str(ROOT / script), *args, f"paths.log_dir={tmp_path}"]
-    return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def run_dirs(stdout: str) -> list[Path]:

@@ -46,7 +46,10 @@ def test_split_shapes_and_forward(name, size, side, channels, stride):
     [
         (models.resnet18, lambda n: tvn.resnet("resnet18", n, 1000)),
         (models.alexnet, lambda n: tvn.alexnet(n, 1000)),
-        (lambda **kw: models.googlenet(aux_logits=False, init_weights=True, **kw), lambda n: tvn.googlenet(n, 1000)),
+        (
+            lambda **kw: models.googlenet(aux_logits=False, init_weights=True, **kw),
+            lambda n: tvn.googlenet(n, 1000),
+        ),
     ],
 )
 def test_split_equals_torchvision_forward(ctor, split):

@@ -13,7 +13,17 @@ from explainbench.utils.instantiate import instantiate_named_dict
 from .helpers import CONF
 
 # groups selected from train.yaml / evaluate.yaml; explainers and metrics are checked below
-GROUPS = ["data", "backbone", "method", "callbacks", "logger", "trainer", "debug", "experiment", "hparams_search"]
+GROUPS = [
+    "data",
+    "backbone",
+    "method",
+    "callbacks",
+    "logger",
+    "trainer",
+    "debug",
+    "experiment",
+    "hparams_search",
+]
 
 
 def options(group: str) -> list[str]:
@@ -37,7 +47,9 @@ def all_options():
 
 @pytest.mark.parametrize("override", list(all_options()))
 def test_every_group_option_composes(override, tmp_path):
-    cfg = compose_train([override, f"paths.log_dir={tmp_path}", f"hydra.runtime.output_dir={tmp_path}"])
+    cfg = compose_train(
+        [override, f"paths.log_dir={tmp_path}", f"hydra.runtime.output_dir={tmp_path}"]
+    )
     # Resolving catches typos in interpolations (${trainer.max_epochs}, ${paths.*}, ...).
     container = OmegaConf.to_container(cfg, resolve=False)
     assert container["task_name"]
@@ -73,7 +85,11 @@ def test_every_explainer_and_metric_config_instantiates(group):
 def test_evaluate_config_composes(tmp_path):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("evaluate.yaml", overrides=["ckpt_path=x.ckpt", "data.subset=100"], return_hydra_config=True)
+        cfg = compose(
+            "evaluate.yaml",
+            overrides=["ckpt_path=x.ckpt", "data.subset=100"],
+            return_hydra_config=True,
+        )
     assert cfg.task_name == "evaluate" and cfg.data.subset == 100 and cfg.explainers
 
 
@@ -100,8 +116,13 @@ def test_evaluate_explainers_and_metrics_are_config_groups(group):
 
 def test_settings_travel_through_hydra_overrides():
     """Explainers take settings the way metrics do (no side channel)."""
-    cfg = compose_evaluate(["explainers=[method,rise]", "explainers.rise.n_masks=1000",
-                            "metrics.deletion_insertion.n_steps=50"])
+    cfg = compose_evaluate(
+        [
+            "explainers=[method,rise]",
+            "explainers.rise.n_masks=1000",
+            "metrics.deletion_insertion.n_steps=50",
+        ]
+    )
     assert list(cfg.explainers) == ["method", "rise"]
     assert instantiate_named_dict(cfg.explainers)["rise"].n_masks == 1000
     assert instantiate_named_dict(cfg.metrics)["deletion_insertion"].n_steps == 50
@@ -112,10 +133,20 @@ def test_train_composes_explainers_and_metrics_only_for_the_explanation_callback
     chooses them for both callbacks at once."""
     plain = compose_train([f"hydra.runtime.output_dir={tmp_path}"])
     assert "explainers" not in plain and "metrics" not in plain
-    cfg = compose_train(["callbacks=explain", "explainers=[gradcam,rise]", "explainers.rise.n_masks=10",
-                         "metrics=[far,passes]", f"hydra.runtime.output_dir={tmp_path}"])
+    cfg = compose_train(
+        [
+            "callbacks=explain",
+            "explainers=[gradcam,rise]",
+            "explainers.rise.n_masks=10",
+            "metrics=[far,passes]",
+            f"hydra.runtime.output_dir={tmp_path}",
+        ]
+    )
     metrics_cb, gallery_cb = cfg.callbacks.explanation_metrics, cfg.callbacks.heatmap_gallery
     assert list(metrics_cb.explainers) == list(gallery_cb.explainers) == ["gradcam", "rise"]
-    assert metrics_cb.explainers.rise.n_masks == 10 and list(metrics_cb.metrics) == ["far", "passes"]
+    assert metrics_cb.explainers.rise.n_masks == 10 and list(metrics_cb.metrics) == [
+        "far",
+        "passes",
+    ]
     default = compose_train(["callbacks=explain", f"hydra.runtime.output_dir={tmp_path}"])
     assert list(default.explainers) == ["gradcam"] and "ad_ic" in default.metrics

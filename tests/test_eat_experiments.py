@@ -18,9 +18,17 @@ from .data.test_sun_attribute import write_sun
 from .helpers import ROOT, TINY_DATA, compose_cfg, run_cli, run_dirs, run_unwrapped
 
 # small crops and no workers: a ResNet-50 step on CPU stays cheap; no pretrained weights here
-RESNET_FDR = ["debug=fdr", "backbone.weights=null", "data.image_size=32", "data.resize_size=36",
-              "data.batch_size=4", "data.num_workers=0", "data.pin_memory=false",
-              "trainer.accelerator=cpu", "callbacks.model_summary=null"]
+RESNET_FDR = [
+    "debug=fdr",
+    "backbone.weights=null",
+    "data.image_size=32",
+    "data.resize_size=36",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "data.pin_memory=false",
+    "trainer.accelerator=cpu",
+    "callbacks.model_summary=null",
+]
 
 
 @pytest.mark.parametrize(
@@ -31,11 +39,17 @@ RESNET_FDR = ["debug=fdr", "backbone.weights=null", "data.image_size=32", "data.
         ("eat_aircraft17_resnet50", lambda tmp: write_folder(tmp / "aircraft17"), "aircraft"),
     ],
 )
-def test_resnet50_experiments_fast_dev_run_on_the_fixtures(experiment, write, template_word, tmp_path):
+def test_resnet50_experiments_fast_dev_run_on_the_fixtures(
+    experiment, write, template_word, tmp_path
+):
     torch.set_num_threads(1)
     root = write(tmp_path / "data")
-    cfg = compose_cfg([f"experiment={experiment}", f"data.root={root}", *RESNET_FDR], tmp_path / "run")
-    assert cfg.backbone.name == "resnet50" and cfg.method.template.startswith(f"This {template_word} has")
+    cfg = compose_cfg(
+        [f"experiment={experiment}", f"data.root={root}", *RESNET_FDR], tmp_path / "run"
+    )
+    assert cfg.backbone.name == "resnet50" and cfg.method.template.startswith(
+        f"This {template_word} has"
+    )
     metrics = run(cfg)
     assert {"test/loss", "test/loss/ce", "test/loss/attr"} <= set(metrics)
 
@@ -50,9 +64,20 @@ def test_an8flower_eat_experiment_composes_as_documented(tmp_path):
 def test_eat_on_data_without_attributes_is_one_clear_cli_error(tmp_path):
     # an8flower_folder (the original an8Flower layout) has no attributes
     data = tmp_path / "an8flower"
-    export = [sys.executable, str(ROOT / "scripts" / "export_an8flower.py"), "--out", str(data), "--count", "12"]
+    export = [
+        sys.executable,
+        str(ROOT / "scripts" / "export_an8flower.py"),
+        "--out",
+        str(data),
+        "--count",
+        "12",
+    ]
     subprocess.run(export, check=True, capture_output=True, timeout=120)
-    proc = run_cli("train.py", ["method=eat", "data=an8flower_folder", f"data.root={data}", "debug=fdr"], tmp_path)
+    proc = run_cli(
+        "train.py",
+        ["method=eat", "data=an8flower_folder", f"data.root={data}", "debug=fdr"],
+        tmp_path,
+    )
     assert proc.returncode != 0
     assert "EAT needs the data's attribute names" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
@@ -62,11 +87,21 @@ def test_eat_on_data_without_attributes_is_one_clear_cli_error(tmp_path):
 def eat_run(tmp_path_factory):
     """A 1-epoch EAT on tiny an8flower double12c with the gallery and method explainer on."""
     out = tmp_path_factory.mktemp("eat")
-    cfg = compose_cfg(["experiment=an8flower_eat", "trainer.max_epochs=1", "trainer.accelerator=cpu",
-                       "callbacks.model_summary=null", "callbacks=explain",
-                       "explainers=[method,gradcam]", "metrics=[far]",
-                       "callbacks.explanation_metrics.max_samples=16",
-                       "callbacks.heatmap_gallery.num_images=2", *TINY_DATA], out)
+    cfg = compose_cfg(
+        [
+            "experiment=an8flower_eat",
+            "trainer.max_epochs=1",
+            "trainer.accelerator=cpu",
+            "callbacks.model_summary=null",
+            "callbacks=explain",
+            "explainers=[method,gradcam]",
+            "metrics=[far]",
+            "callbacks.explanation_metrics.max_samples=16",
+            "callbacks.heatmap_gallery.num_images=2",
+            *TINY_DATA,
+        ],
+        out,
+    )
     return out, run(cfg)
 
 
@@ -91,9 +126,16 @@ def test_checkpoint_alone_rebuilds_eat_with_its_names(eat_run):
 
 def test_evaluate_scores_eat_with_method_and_gradcam(eat_run, tmp_path):
     run_dir, _ = eat_run
-    proc = run_cli("evaluate.py", [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
-                                   "explainers=[method,gradcam]", "data.subset=8",
-                                   "gallery_images=2"], tmp_path)
+    proc = run_cli(
+        "evaluate.py",
+        [
+            f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+            "explainers=[method,gradcam]",
+            "data.subset=8",
+            "gallery_images=2",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (out,) = run_dirs(proc.stdout)
     table = (out / "results.md").read_text()
@@ -101,7 +143,9 @@ def test_evaluate_scores_eat_with_method_and_gradcam(eat_run, tmp_path):
 
 
 def test_attribute_count_mismatch_with_the_data_is_a_clear_error(tmp_path):
-    cfg = compose_cfg(["method=eat", "method.num_attributes=312", "debug=fdr", *TINY_DATA], tmp_path)
+    cfg = compose_cfg(
+        ["method=eat", "method.num_attributes=312", "debug=fdr", *TINY_DATA], tmp_path
+    )
     with pytest.raises(ValueError, match="num_attributes=312 does not match the 15 attributes"):
         run_unwrapped(cfg)
 
@@ -109,10 +153,20 @@ def test_attribute_count_mismatch_with_the_data_is_a_clear_error(tmp_path):
 def test_far_without_segmentations_is_skipped_with_a_warning(tmp_path):
     """CUB without segmentations/ has no mask: FAR is skipped with a warning, the run goes on."""
     root = write_cub(tmp_path / "data")
-    cfg = compose_cfg(["data=cub", "method=eat", f"data.root={root}", *RESNET_FDR[2:], "debug=fdr",
-                       "callbacks=explain", "explainers=[method]", "metrics=[far]",
-                       "callbacks.heatmap_gallery=null"],
-                      tmp_path / "run")
+    cfg = compose_cfg(
+        [
+            "data=cub",
+            "method=eat",
+            f"data.root={root}",
+            *RESNET_FDR[2:],
+            "debug=fdr",
+            "callbacks=explain",
+            "explainers=[method]",
+            "metrics=[far]",
+            "callbacks.heatmap_gallery=null",
+        ],
+        tmp_path / "run",
+    )
     with pytest.warns(UserWarning, match="far"):
         metrics = run(cfg)
     assert "test/loss/attr" in metrics and not any(k.startswith("test/far") for k in metrics)

@@ -20,7 +20,9 @@ METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_fast_dev_run_every_backbone(backbone, tmp_path):
-    cfg = compose_cfg(["debug=fdr", f"backbone={backbone}", *TINY_DATA, "data.batch_size=4"], tmp_path)
+    cfg = compose_cfg(
+        ["debug=fdr", f"backbone={backbone}", *TINY_DATA, "data.batch_size=4"], tmp_path
+    )
     metrics = run(cfg)
     assert 0.0 <= metrics["test/acc"] <= 1.0
 
@@ -56,8 +58,15 @@ def test_run_writes_metrics_json_and_tests_best_checkpoint(tmp_path, monkeypatch
         return original_test(trainer, *args, **kwargs)
 
     monkeypatch.setattr(lightning.Trainer, "test", spy_test)
-    cfg = compose_cfg(["trainer.max_epochs=2", "trainer.accelerator=cpu", "callbacks.model_summary=null",
-                       *TINY_DATA], tmp_path)
+    cfg = compose_cfg(
+        [
+            "trainer.max_epochs=2",
+            "trainer.accelerator=cpu",
+            "callbacks.model_summary=null",
+            *TINY_DATA,
+        ],
+        tmp_path,
+    )
     metrics = run(cfg)
     assert len(tested) == 1
     given, best = tested[0]
@@ -72,9 +81,19 @@ def test_run_writes_metrics_json_and_tests_best_checkpoint(tmp_path, monkeypatch
 
 
 def test_multirun_sweep_makes_one_job_dir_and_wandb_run_each(tmp_path):
-    proc = run_cli("train.py", ["-m", "method.optimizer.lr=0.01,0.001", "trainer.max_epochs=1",
-                                "logger=wandb", "callbacks.model_summary=null", "trainer.log_every_n_steps=1",
-                                *TINY_DATA], tmp_path)
+    proc = run_cli(
+        "train.py",
+        [
+            "-m",
+            "method.optimizer.lr=0.01,0.001",
+            "trainer.max_epochs=1",
+            "logger=wandb",
+            "callbacks.model_summary=null",
+            "trainer.log_every_n_steps=1",
+            *TINY_DATA,
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     dirs = run_dirs(proc.stdout)
     assert len(dirs) == 2 and dirs[0] != dirs[1]
@@ -92,26 +111,40 @@ def test_multirun_sweep_makes_one_job_dir_and_wandb_run_each(tmp_path):
 def read_wandb_history(run_dir: Path) -> list[dict]:
     """History rows of an offline W&B run, read back with `wandb leet inspect --json`."""
     wandb_cli = Path(sys.executable).with_name("wandb")
-    out = subprocess.run([str(wandb_cli), "leet", "inspect", "--json", str(run_dir)], capture_output=True,
-                         text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [str(wandb_cli), "leet", "inspect", "--json", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return [r["history"]["item"] for r in records if r.get("type") == "history"]
 
 
 def test_ddp_sim_runs_two_processes_one_run_dir(tmp_path):
-    proc = run_cli("train.py", ["trainer=ddp_sim", "trainer.max_epochs=1", "callbacks.model_summary=null",
-                                *TINY_DATA], tmp_path, timeout=400)
+    proc = run_cli(
+        "train.py",
+        ["trainer=ddp_sim", "trainer.max_epochs=1", "callbacks.model_summary=null", *TINY_DATA],
+        tmp_path,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     dirs = run_dirs(proc.stdout)
     assert len(dirs) == 1, proc.stdout[-2000:]
     assert (dirs[0] / "metrics.json").is_file()
     assert len(list((tmp_path / "train" / "runs").iterdir())) == 1
     assert "distributed_backend=gloo" in proc.stdout + proc.stderr
-    assert "All distributed processes registered. Starting with 2 processes" in proc.stdout + proc.stderr
+    assert (
+        "All distributed processes registered. Starting with 2 processes"
+        in proc.stdout + proc.stderr
+    )
 
 
 def test_multirun_with_ddp_fails_fast(tmp_path):
-    proc = run_cli("train.py", ["-m", "trainer=ddp_sim", "seed=1,2", *TINY_DATA], tmp_path, timeout=120)
+    proc = run_cli(
+        "train.py", ["-m", "trainer=ddp_sim", "seed=1,2", *TINY_DATA], tmp_path, timeout=120
+    )
     assert proc.returncode != 0
     assert "ddp_spawn" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -128,7 +161,9 @@ def test_multirun_with_ddp_fails_fast(tmp_path):
             marks=pytest.mark.slow,
         ),
         (["backbone.checkpoint=/nonexistent/model.ckpt"], "/nonexistent/model.ckpt"),
-        pytest.param(["backbone.num_classes=10"], "does not match the 6 classes", marks=pytest.mark.slow),
+        pytest.param(
+            ["backbone.num_classes=10"], "does not match the 6 classes", marks=pytest.mark.slow
+        ),
     ],
 )
 def test_bad_input_is_one_clear_error(args, needle, tmp_path):

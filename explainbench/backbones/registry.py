@@ -69,7 +69,9 @@ def build_backbone(
         raise ValueError(f"Unknown backbone '{name}'. Available: {', '.join(BACKBONES)}.")
     if name == "small_cnn":
         if weights:
-            raise ValueError("small_cnn has no pretrained torchvision weights: use backbone.checkpoint=<path>.")
+            raise ValueError(
+                "small_cnn has no pretrained torchvision weights: use backbone.checkpoint=<path>."
+            )
         backbone = small_cnn(num_classes, **kwargs)
     else:
         ctor, enum_name, ctor_kwargs, split = _TORCHVISION[name]
@@ -84,7 +86,11 @@ def build_backbone(
     if checkpoint is not None:
         load_backbone_checkpoint(backbone, checkpoint, trust=trust_checkpoint)
     # Where the weights came from; methods that explain a frozen classifier require one.
-    backbone.source = f"checkpoint:{checkpoint}" if checkpoint else (f"torchvision:{weights}" if weights else None)
+    backbone.source = (
+        f"checkpoint:{checkpoint}"
+        if checkpoint
+        else (f"torchvision:{weights}" if weights else None)
+    )
     return backbone
 
 
@@ -109,11 +115,18 @@ def _load_cached_weights(name: str, enum_name: str, tag: str) -> dict[str, torch
         )
     log.info("Downloading %s to %s", weights.url, folder)
     return torch.hub.load_state_dict_from_url(
-        weights.url, model_dir=str(folder), map_location="cpu", progress=True, check_hash=True, weights_only=True
+        weights.url,
+        model_dir=str(folder),
+        map_location="cpu",
+        progress=True,
+        check_hash=True,
+        weights_only=True,
     )
 
 
-def load_backbone_checkpoint(backbone: Backbone, path: str | os.PathLike, trust: bool = False) -> None:
+def load_backbone_checkpoint(
+    backbone: Backbone, path: str | os.PathLike, trust: bool = False
+) -> None:
     """Load ``path`` into ``backbone``; any missing file, unreadable or unsafe file or key
     mismatch is one error that names the file and the keys. ``trust``: see
     :func:`~explainbench.utils.checkpoint.load_checkpoint`."""
@@ -121,7 +134,9 @@ def load_backbone_checkpoint(backbone: Backbone, path: str | os.PathLike, trust:
     blob = load_checkpoint(path, trust=trust, what="Backbone checkpoint (backbone.checkpoint)")
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
-        raise ValueError(f"Backbone checkpoint '{path}' holds no state dict (got {type(blob).__name__}).")
+        raise ValueError(
+            f"Backbone checkpoint '{path}' holds no state dict (got {type(blob).__name__})."
+        )
     if any(k.startswith("backbone.") for k in state):  # a Lightning checkpoint of a method
         state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     own = backbone.state_dict()
@@ -129,6 +144,7 @@ def load_backbone_checkpoint(backbone: Backbone, path: str | os.PathLike, trust:
     unexpected = sorted(set(state) - set(own))
     wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or wrong_shape:
+
         def few(keys: list[str]) -> str:
             return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
 
@@ -142,7 +158,8 @@ def load_backbone_checkpoint(backbone: Backbone, path: str | os.PathLike, trust:
             details.append(f"shape mismatch (checkpoint vs model): {few(shapes)}")
         raise ValueError(
             f"Backbone checkpoint '{path}' does not fit backbone '{backbone.name}' with "
-            f"{backbone.num_classes} classes: " + "; ".join(details)
+            f"{backbone.num_classes} classes: "
+            + "; ".join(details)
             + ". Check backbone=... and the data's number of classes match the run that wrote it."
         )
     backbone.load_state_dict(state)

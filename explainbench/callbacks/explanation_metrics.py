@@ -40,7 +40,9 @@ class ExplanationMetrics(Callback):
     ) -> None:
         bad = set(stages) - {"val", "test"}
         if bad:
-            raise ValueError(f"ExplanationMetrics stages must be 'val' and/or 'test', got {sorted(bad)}.")
+            raise ValueError(
+                f"ExplanationMetrics stages must be 'val' and/or 'test', got {sorted(bad)}."
+            )
         self.explainers = instantiate_named_dict(explainers)
         self.metrics = instantiate_named_dict(metrics)
         self.max_samples = max_samples
@@ -85,13 +87,17 @@ class ExplanationMetrics(Callback):
         for explainer, row in self.evaluator.compute().items():
             for key, value in row.items():
                 # values are already reduced across processes by torchmetrics
-                pl_module.log(f"{stage}/{key}/{explainer}", value, sync_dist=False, rank_zero_only=False)
+                pl_module.log(
+                    f"{stage}/{key}/{explainer}", value, sync_dist=False, rank_zero_only=False
+                )
 
     # -- Lightning hooks ------------------------------------------------------------------------
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._start(trainer, pl_module, "val")
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         self._batch(pl_module, batch)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
@@ -100,7 +106,9 @@ class ExplanationMetrics(Callback):
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self._start(trainer, pl_module, "test")
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_test_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         self._batch(pl_module, batch)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:

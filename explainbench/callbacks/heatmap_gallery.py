@@ -29,8 +29,13 @@ class HeatmapGallery(Callback):
         dirpath: where PNGs go (default: the trainer's ``default_root_dir``/gallery).
     """
 
-    def __init__(self, explainers: Mapping[str, Any], num_images: int = 8, every_n_epochs: int = 5,
-                 dirpath: str | None = None) -> None:
+    def __init__(
+        self,
+        explainers: Mapping[str, Any],
+        num_images: int = 8,
+        every_n_epochs: int = 5,
+        dirpath: str | None = None,
+    ) -> None:
         self.explainers = instantiate_named_dict(explainers)
         self.num_images = num_images
         self.every_n_epochs = max(1, every_n_epochs)
@@ -39,15 +44,20 @@ class HeatmapGallery(Callback):
 
     def _keep(self, stage: str, batch: dict) -> None:
         if stage not in self._images:  # fixed: the first images of the loader, every epoch
-            self._images[stage] = {k: v[: self.num_images].detach().clone() for k, v in batch.items()
-                                   if isinstance(v, Tensor)}
+            self._images[stage] = {
+                k: v[: self.num_images].detach().clone()
+                for k, v in batch.items()
+                if isinstance(v, Tensor)
+            }
 
     def _draw(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero or stage not in self._images:
             return
         dm = trainer.datamodule
         batch = {k: v.to(pl_module.device) for k, v in self._images[stage].items()}
-        fig = render_gallery(pl_module, batch, self.explainers, dm.mean, dm.std, getattr(dm, "class_names", None))
+        fig = render_gallery(
+            pl_module, batch, self.explainers, dm.mean, dm.std, getattr(dm, "class_names", None)
+        )
         image = figure_to_array(fig)
         step, key = trainer.current_epoch, f"{stage}/gallery"
         for logger in trainer.loggers:
@@ -58,7 +68,9 @@ class HeatmapGallery(Callback):
         folder = Path(self.dirpath or trainer.default_root_dir) / "gallery"
         save_figure(fig, folder / (f"val_epoch{step:03d}.png" if stage == "val" else "test.png"))
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         if batch_idx == 0 and not trainer.sanity_checking:
             self._keep("val", batch)
 
@@ -66,7 +78,9 @@ class HeatmapGallery(Callback):
         if not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._draw(trainer, pl_module, "val")
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_test_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         if batch_idx == 0:
             self._keep("test", batch)
 

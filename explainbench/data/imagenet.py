@@ -73,17 +73,23 @@ def list_samples(folder: Path, list_file: Path, num_classes: int) -> list[tuple[
     if not list_file.is_file():
         raise FileNotFoundError(f"ImageNet list file '{list_file}' (data.val_list) does not exist.")
     if not folder.is_dir():
-        raise FileNotFoundError(f"ImageNet flat validation folder '{folder}' does not exist: {LAYOUT}.")
+        raise FileNotFoundError(
+            f"ImageNet flat validation folder '{folder}' does not exist: {LAYOUT}."
+        )
     samples = []
     for number, line in enumerate(list_file.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise ValueError(f"{list_file}:{number}: expected '<file name> <label>', got '{line.strip()}'.")
+            raise ValueError(
+                f"{list_file}:{number}: expected '<file name> <label>', got '{line.strip()}'."
+            )
         label = int(parts[1])
         if not 0 <= label < num_classes:
-            raise ValueError(f"{list_file}:{number}: label {label} is outside 0..{num_classes - 1}.")
+            raise ValueError(
+                f"{list_file}:{number}: label {label} is outside 0..{num_classes - 1}."
+            )
         path = folder / parts[0]
         if not path.is_file():
             raise FileNotFoundError(f"{list_file}:{number}: listed image '{path}' does not exist.")
@@ -93,9 +99,14 @@ def list_samples(folder: Path, list_file: Path, num_classes: int) -> list[tuple[
     return samples
 
 
-def imagenet_transform(train: bool, image_size: int = 224, resize: int = 256,
-                       mean=IMAGENET_MEAN, std=IMAGENET_STD) -> T.Compose:
-    crop = [T.RandomCrop(image_size), T.RandomHorizontalFlip()] if train else [T.CenterCrop(image_size)]
+def imagenet_transform(
+    train: bool, image_size: int = 224, resize: int = 256, mean=IMAGENET_MEAN, std=IMAGENET_STD
+) -> T.Compose:
+    crop = (
+        [T.RandomCrop(image_size), T.RandomHorizontalFlip()]
+        if train
+        else [T.CenterCrop(image_size)]
+    )
     return T.Compose([T.Resize(resize), *crop, T.ToTensor(), T.Normalize(mean, std)])
 
 
@@ -123,7 +134,9 @@ class ImageNetDataModule(ExplainDataModule):
         super().__init__(**kwargs)
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"ImageNet root '{self.root}' (data.root) does not exist: {LAYOUT}.")
+            raise FileNotFoundError(
+                f"ImageNet root '{self.root}' (data.root) does not exist: {LAYOUT}."
+            )
         self.val_list = Path(val_list) if val_list else None
         self.image_size, self.resize_size = image_size, resize_size
         synsets = read_synsets(self.root)
@@ -139,9 +152,13 @@ class ImageNetDataModule(ExplainDataModule):
         self.num_classes = len(self.wnids)
 
     def _make_dataset(self, split: str) -> ImageListDataset:
-        transform = imagenet_transform(split == "train", self.image_size, self.resize_size, self.mean, self.std)
+        transform = imagenet_transform(
+            split == "train", self.image_size, self.resize_size, self.mean, self.std
+        )
         if split != "train" and self.val_list is not None:
-            samples = list_samples(self.root / "ILSVRC2012_img_val", self.val_list, self.num_classes)
+            samples = list_samples(
+                self.root / "ILSVRC2012_img_val", self.val_list, self.num_classes
+            )
         else:
             folder = self.root / ("train" if split == "train" else "val")
             if not folder.is_dir():

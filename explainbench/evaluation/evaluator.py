@@ -87,7 +87,9 @@ class ExplanationEvaluator:
         self.seconds = dict.fromkeys(self.explainers, 0.0)
         self.images = 0
 
-    def update(self, model: nn.Module, batch: Mapping[str, Any], target: Tensor | None = None) -> dict[str, Explanation]:
+    def update(
+        self, model: nn.Module, batch: Mapping[str, Any], target: Tensor | None = None
+    ) -> dict[str, Explanation]:
         """Explain ``batch['image']`` with every explainer and update its metrics.
 
         Returns the explanations (for galleries).

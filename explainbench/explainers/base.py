@@ -56,7 +56,9 @@ def resolve_target(logits: Tensor, target: Tensor | int | None) -> Tensor:
     if target.ndim == 0:
         target = target.expand(logits.shape[0])
     if target.shape != (logits.shape[0],):
-        raise ValueError(f"target must be an int or a [B]={logits.shape[0]} tensor, got shape {tuple(target.shape)}")
+        raise ValueError(
+            f"target must be an int or a [B]={logits.shape[0]} tensor, got shape {tuple(target.shape)}"
+        )
     bad = (target < 0) | (target >= num_classes)
     if bad.any():
         raise ValueError(

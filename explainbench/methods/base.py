@@ -142,7 +142,9 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
         weighted loss terms whose sum is minimised."""
         raise NotImplementedError
 
-    def classification_loss(self, logits: Tensor, label: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    def classification_loss(
+        self, logits: Tensor, label: Tensor, label_smoothing: float = 0.0
+    ) -> Tensor:
         """Cross-entropy against the class, or (``multilabel``) the mean over labels and images of
         the per-label binary cross-entropy; smoothing moves 0/1 targets towards 1/2 there."""
         if not self.multilabel:
@@ -158,7 +160,12 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
         total = torch.stack(list(terms.values())).sum()
         # train: per-step curves named exactly `train/loss`, `train/loss/<term>`; val/test: epoch means
         train = stage == "train"
-        log = dict(on_step=train, on_epoch=not train, sync_dist=not train, batch_size=batch["label"].shape[0])
+        log = dict(
+            on_step=train,
+            on_epoch=not train,
+            sync_dist=not train,
+            batch_size=batch["label"].shape[0],
+        )
         if len(terms) > 1:
             for name, value in terms.items():
                 self.log(f"{stage}/loss/{name}", value.detach(), **log)
@@ -170,8 +177,14 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
             acc(logits.detach().sigmoid(), batch["label"].long())
         else:
             acc(logits.detach(), batch["label"])
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=not train,
-                 batch_size=log["batch_size"])
+        self.log(
+            f"{stage}/acc",
+            acc,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=not train,
+            batch_size=log["batch_size"],
+        )
         return total
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
@@ -201,14 +214,20 @@ class ExplainableMethod(PlainHyperparameters, L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
-            raise ValueError(f"{type(self).__name__} has no optimizer: set method.optimizer in the config.")
+            raise ValueError(
+                f"{type(self).__name__} has no optimizer: set method.optimizer in the config."
+            )
         optimizer = self.optimizer_factory(params=self.trainable_parameters())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": self.hparams.scheduler_monitor},
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": "epoch",
+                "monitor": self.hparams.scheduler_monitor,
+            },
         }
 
     def configure_callbacks(self) -> list[L.Callback]:

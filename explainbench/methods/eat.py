@@ -89,7 +89,10 @@ class AttributeExplanation:
         attribute table)."""
         names = self.names[i]
         rows = self.top[i].tolist()
-        return [(n, float(self.scores[i, r]), float(self.probabilities[i, r])) for n, r in zip(names, rows, strict=True)]
+        return [
+            (n, float(self.scores[i, r]), float(self.probabilities[i, r]))
+            for n, r in zip(names, rows, strict=True)
+        ]
 
 
 class _AttributeOutputs(nn.Module):
@@ -170,11 +173,17 @@ class EAT(ExplainableMethod):
             )
         for name, value in (("lam (λ)", lam), ("eta (η)", eta)):
             if not WEIGHT_RANGE[0] <= value <= WEIGHT_RANGE[1]:
-                raise ValueError(f"EAT {name} must be in [{WEIGHT_RANGE[0]}, {WEIGHT_RANGE[1]}], got {value}")
+                raise ValueError(
+                    f"EAT {name} must be in [{WEIGHT_RANGE[0]}, {WEIGHT_RANGE[1]}], got {value}"
+                )
         if attribute_targets not in ("binary", "soft"):
-            raise ValueError(f"attribute_targets must be 'binary' or 'soft', got '{attribute_targets}'")
+            raise ValueError(
+                f"attribute_targets must be 'binary' or 'soft', got '{attribute_targets}'"
+            )
         if not 1 <= top_k <= len(attribute_names):
-            raise ValueError(f"top_k must be in [1, {len(attribute_names)}] (the number of attributes), got {top_k}")
+            raise ValueError(
+                f"top_k must be in [1, {len(attribute_names)}] (the number of attributes), got {top_k}"
+            )
         super().__init__(backbone, data_info, **kwargs)
         self.template = check_template(template)
         self.attribute_names = attribute_names
@@ -190,15 +199,20 @@ class EAT(ExplainableMethod):
         if category_depth == 0:
             self.category_head = backbone.classifier
         else:
-            self.category_head = conv_heads(channels, 1, classes, category_width, category_depth, kernel_size)
+            self.category_head = conv_heads(
+                channels, 1, classes, category_width, category_depth, kernel_size
+            )
         # the backbone's own classifier is either g_c or unused: drop it from the backbone so the
         # optimiser holds no dead weights and DDP finds no parameters without gradients
         backbone.classifier = nn.Identity()
-        self.attribute_heads = conv_heads(channels, self.num_attributes, 1, attribute_width,
-                                          attribute_depth, kernel_size)
+        self.attribute_heads = conv_heads(
+            channels, self.num_attributes, 1, attribute_width, attribute_depth, kernel_size
+        )
         self.attribute_embedding = AttributeEmbedding(self.num_attributes, embedding_dim)
         self.category_embedding = CategoryEmbedding(classes, embedding_dim)
-        self.integrated = IntegratedClassifier(self.num_attributes + 1, embedding_dim, classes, integrated_width)
+        self.integrated = IntegratedClassifier(
+            self.num_attributes + 1, embedding_dim, classes, integrated_width
+        )
 
     # -- the network -------------------------------------------------------------------------
     def outputs(self, a: Tensor) -> EATOutputs:
@@ -236,13 +250,19 @@ class EAT(ExplainableMethod):
                 "'attributes': use data whose annotations include 'attributes'."
             )
         if targets.ndim != 2 or targets.shape[1] != self.num_attributes:
-            raise ValueError(f"the batch has attributes of shape {tuple(targets.shape)}, but the model "
-                             f"predicts {self.num_attributes} per image: train and evaluate on the same data.")
+            raise ValueError(
+                f"the batch has attributes of shape {tuple(targets.shape)}, but the model "
+                f"predicts {self.num_attributes} per image: train and evaluate on the same data."
+            )
         targets = targets.float()
-        return (targets >= 0.5).float() if self.attribute_targets == "binary" else targets.clamp(0, 1)
+        return (
+            (targets >= 0.5).float() if self.attribute_targets == "binary" else targets.clamp(0, 1)
+        )
 
     # -- Embedding Attention Reasoning -------------------------------------------------------
-    def attribute_scores(self, x: Tensor, target: Tensor | int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def attribute_scores(
+        self, x: Tensor, target: Tensor | int | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """EAR: ``(s [B,N_a], target [B], σ(a) [B,N_a])`` with ``s_i = Σ_j ∂c_target/∂E_a[i,j]``.
 
         The gradient is taken with respect to ``E_a`` with ``c_p`` and ``E_p`` held fixed (they do
@@ -260,7 +280,9 @@ class EAT(ExplainableMethod):
             (w,) = torch.autograd.grad(c.gather(1, target[:, None]).sum(), e_a)
         return w.sum(dim=-1), target, torch.sigmoid(out.attributes)
 
-    def top_attributes(self, scores: Tensor, probs: Tensor, k: int, present_only: bool | None = None) -> Tensor:
+    def top_attributes(
+        self, scores: Tensor, probs: Tensor, k: int, present_only: bool | None = None
+    ) -> Tensor:
         """``[B,k]`` attribute indices by descending ``s_i``; with ``present_only`` (default: the
         model's setting) those predicted present come first, in ``s_i`` order.
 
@@ -286,7 +308,9 @@ class EAT(ExplainableMethod):
         """The category attention map: Grad-CAM of the final ``c_target`` on ``A``."""
         return GradCAM()(self, x, target)
 
-    def explain_attributes(self, x: Tensor, target: Tensor | int | None = None, k: int | None = None) -> AttributeExplanation:
+    def explain_attributes(
+        self, x: Tensor, target: Tensor | int | None = None, k: int | None = None
+    ) -> AttributeExplanation:
         """Ranked attributes (EAR), the sentence and Grad-CAM maps of class and top attributes."""
         k = self.top_k if k is None else k
         if not 1 <= k <= self.num_attributes:
@@ -298,12 +322,17 @@ class EAT(ExplainableMethod):
         view = _AttributeOutputs(self)
         maps = torch.cat([GradCAM()(view, x, top[:, j]).saliency for j in range(k)], dim=1)
         names = [[self.attribute_names[i] for i in row] for row in top.tolist()]
-        sentences = [self.sentence(row, t) for row, t in zip(top.tolist(), target.tolist(), strict=True)]
+        sentences = [
+            self.sentence(row, t) for row, t in zip(top.tolist(), target.tolist(), strict=True)
+        ]
         return AttributeExplanation(target, scores, top, names, sentences, probs, category, maps)
 
     def gallery_extras(self, x: Tensor) -> tuple[list[str], dict[str, Tensor]]:
         """Each image's sentence and the maps of its top attributes (columns ``attr 1..k``);
         see :meth:`ExplainableMethod.gallery_extras`."""
         explanation = self.explain_attributes(x)
-        maps = {f"attr {j + 1}": explanation.attribute_maps[:, j : j + 1] for j in range(explanation.top.shape[1])}
+        maps = {
+            f"attr {j + 1}": explanation.attribute_maps[:, j : j + 1]
+            for j in range(explanation.top.shape[1])
+        }
         return explanation.sentences, maps

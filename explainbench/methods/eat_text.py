@@ -19,15 +19,21 @@ def check_template(template: str) -> str:
     naming the offending field and the valid ones."""
     valid = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
     try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+        fields = [
+            field for _, field, _, _ in string.Formatter().parse(template) if field is not None
+        ]
     except ValueError as err:  # e.g. a lone "{"
-        raise ValueError(f"EAT sentence template {template!r} is not a format string ({err}); "
-                         f"use the fields {valid}") from err
+        raise ValueError(
+            f"EAT sentence template {template!r} is not a format string ({err}); "
+            f"use the fields {valid}"
+        ) from err
     for field in fields:
         if field not in TEMPLATE_FIELDS:
             shown = "{" + field + "}" if field else "{} (a positional field)"
-            raise ValueError(f"EAT sentence template {template!r} uses the unknown field {shown}; "
-                             f"valid fields: {valid}")
+            raise ValueError(
+                f"EAT sentence template {template!r} uses the unknown field {shown}; "
+                f"valid fields: {valid}"
+            )
     return template
 
 
@@ -53,5 +59,6 @@ def join_words(items: Sequence[str]) -> str:
 
 def render_sentence(template: str, attributes: Sequence[str], class_name: str) -> str:
     """The template filled with the attributes (in rank order, made readable) and the class."""
-    return template.format(attributes=join_words([readable_attribute(a) for a in attributes]),
-                           class_name=class_name)
+    return template.format(
+        attributes=join_words([readable_attribute(a) for a in attributes]), class_name=class_name
+    )

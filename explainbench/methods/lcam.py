@@ -137,7 +137,9 @@ class LCAM(ExplainableMethod):
         x = batch["image"]
         with torch.no_grad():
             a = self.backbone.features(x)
-            truth = self.backbone.head(a).argmax(1) if self.target_source == "model" else batch["label"]
+            truth = (
+                self.backbone.head(a).argmax(1) if self.target_source == "model" else batch["label"]
+            )
         s = torch.sigmoid(self.class_maps(a, truth))
         logits = self.masked_logits(x, a, s)
         terms = {"ce": self.ce_weight * F.cross_entropy(logits, truth)}

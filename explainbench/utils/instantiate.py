@@ -32,7 +32,9 @@ def instantiate_named_dict(group: Mapping | None) -> dict[str, Any]:
             continue
         if isinstance(entry, Mapping):
             if "_target_" not in entry:
-                raise ValueError(f"Entry '{name}' has no _target_: every entry of a named group is built from one.")
+                raise ValueError(
+                    f"Entry '{name}' has no _target_: every entry of a named group is built from one."
+                )
             entry = hydra.utils.instantiate(entry)
         built[str(name)] = entry
     return built

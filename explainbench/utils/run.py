@@ -25,7 +25,9 @@ log = logging.getLogger("explainbench")
 SIGTERM_EXIT_CODE = 143
 
 
-def to_floats(metrics: Mapping[str, Any], prefixes: tuple[str, ...] = ("val/", "test/", "data/")) -> dict[str, float]:
+def to_floats(
+    metrics: Mapping[str, Any], prefixes: tuple[str, ...] = ("val/", "test/", "data/")
+) -> dict[str, float]:
     """Scalar tensors/numbers whose key starts with one of ``prefixes`` → plain floats."""
     out = {}
     for key, value in metrics.items():

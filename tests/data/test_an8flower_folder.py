@@ -162,7 +162,9 @@ def test_config_and_export_script(tmp_path, capsys):
     cfg = OmegaConf.create(
         {
             "paths": {"data_dir": str(tmp_path)},
-            "data": OmegaConf.load(ROOT / "explainbench" / "conf" / "data" / "an8flower_folder.yaml"),
+            "data": OmegaConf.load(
+                ROOT / "explainbench" / "conf" / "data" / "an8flower_folder.yaml"
+            ),
         }
     )
     assert next(iter(cfg.data)) == "_target_"

@@ -194,7 +194,16 @@ def test_segmentations_give_binarised_masks_that_move_with_the_box(tmp_path):
         torch.testing.assert_close(extent, sample["bbox"], atol=1.0, rtol=0)
     batch = next(iter(dm.train_dataloader()))
     # "skipped": the files of unreadable samples left out of the batch (none here)
-    assert set(batch) == {"image", "label", "bbox", "landmarks", "attributes", "mask", "index", "skipped"}
+    assert set(batch) == {
+        "image",
+        "label",
+        "bbox",
+        "landmarks",
+        "attributes",
+        "mask",
+        "index",
+        "skipped",
+    }
     assert batch["skipped"] == []
     assert batch["landmarks"].shape == (4, 4, 3) and batch["attributes"].shape == (4, 4)
 

@@ -31,8 +31,12 @@ def write_imagenet(root: Path) -> Path:
     flat = root / "ILSVRC2012_img_val"
     for i, label in enumerate([1, 0, 1]):
         write_jpeg(flat / f"ILSVRC2012_val_{i:08d}.JPEG", (200 * label, 50, 100))
-    (root / "val_3.txt").write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG {lab}\n" for i, lab in enumerate([1, 0, 1])))
-    (root / "synset_words.txt").write_text(f"{WNIDS[0]} tench, Tinca tinca\n{WNIDS[1]} goldfish, Carassius auratus\n")
+    (root / "val_3.txt").write_text(
+        "".join(f"ILSVRC2012_val_{i:08d}.JPEG {lab}\n" for i, lab in enumerate([1, 0, 1]))
+    )
+    (root / "synset_words.txt").write_text(
+        f"{WNIDS[0]} tench, Tinca tinca\n{WNIDS[1]} goldfish, Carassius auratus\n"
+    )
     return root
 
 
@@ -56,7 +60,9 @@ def test_image_folder_layout(imagenet_root):
 
 
 def test_flat_val_folder_with_list_file(imagenet_root):
-    dm = ImageNetDataModule(root=str(imagenet_root), val_list=str(imagenet_root / "val_3.txt"), batch_size=8)
+    dm = ImageNetDataModule(
+        root=str(imagenet_root), val_list=str(imagenet_root / "val_3.txt"), batch_size=8
+    )
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
     assert batch["label"].tolist() == [1, 0, 1]
@@ -83,7 +89,9 @@ def test_corrupt_image_is_skipped_and_counted(imagenet_root):
     dataset = dm.dataset("val")
     batch = collate_skipping_none([dataset[i] for i in range(len(dataset))])
     assert batch["image"].shape[0] == 5 and dataset.skipped == 1
-    assert next(iter(dm.val_dataloader()))["image"].shape[0] == 5  # the loader uses the same collation
+    assert (
+        next(iter(dm.val_dataloader()))["image"].shape[0] == 5
+    )  # the loader uses the same collation
 
 
 @pytest.mark.slow  # ~20 s; tests/test_headline_command.py covers L-CAM's ImageNet path in-process
@@ -95,12 +103,27 @@ def test_lcam_command_line_on_imagenet_fixture(imagenet_root, tmp_path):
     torch_home = tmp_path / "torch_home"
     (torch_home / "hub" / "checkpoints").mkdir(parents=True)
     torch.manual_seed(0)
-    torch.save(vgg16(weights=None).state_dict(), torch_home / "hub" / "checkpoints" / "vgg16-397923af.pth")
-    args = ["method=lcam_img", "backbone=vgg16", "backbone.weights=IMAGENET1K_V1", "data=imagenet",
-            f"data.root={imagenet_root}", "data.batch_size=2", "data.num_workers=0", "data.pin_memory=false",
-            "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-            "+trainer.limit_test_batches=1", "callbacks.model_summary=null"]
-    proc = run_cli("train.py", args, tmp_path / "runs", timeout=400, env={"TORCH_HOME": str(torch_home)})
+    torch.save(
+        vgg16(weights=None).state_dict(), torch_home / "hub" / "checkpoints" / "vgg16-397923af.pth"
+    )
+    args = [
+        "method=lcam_img",
+        "backbone=vgg16",
+        "backbone.weights=IMAGENET1K_V1",
+        "data=imagenet",
+        f"data.root={imagenet_root}",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "data.pin_memory=false",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "+trainer.limit_test_batches=1",
+        "callbacks.model_summary=null",
+    ]
+    proc = run_cli(
+        "train.py", args, tmp_path / "runs", timeout=400, env={"TORCH_HOME": str(torch_home)}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = run_dirs(proc.stdout)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -131,7 +154,9 @@ def test_synset_file_out_of_order_is_refused(imagenet_root):
     names file in another order would silently remap the labels."""
     synsets = imagenet_root / "synset_words.txt"
     synsets.write_text(f"{WNIDS[1]} goldfish\n{WNIDS[0]} tench\n")
-    with pytest.raises(ValueError, match=rf"synset_words.txt:2: wnid '{WNIDS[0]}' comes after '{WNIDS[1]}'.*sort"):
+    with pytest.raises(
+        ValueError, match=rf"synset_words.txt:2: wnid '{WNIDS[0]}' comes after '{WNIDS[1]}'.*sort"
+    ):
         ImageNetDataModule(root=str(imagenet_root))
     synsets.write_text(f"{WNIDS[0]} tench\n{WNIDS[0]} tench again\n{WNIDS[1]} goldfish\n")
     with pytest.raises(ValueError, match=rf"synset_words.txt:2: wnid '{WNIDS[0]}' repeats"):

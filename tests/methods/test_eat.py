@@ -24,7 +24,13 @@ from explainbench.methods.eat_text import (
     render_sentence,
 )
 
-ATTRIBUTES = ["centre: red", "centre: blue", "petals: white", "leaves: green", "has_bill_shape::hooked"]
+ATTRIBUTES = [
+    "centre: red",
+    "centre: blue",
+    "petals: white",
+    "leaves: green",
+    "has_bill_shape::hooked",
+]
 CLASSES = ["red flower", "blue flower", "green thing"]
 INFO = DataInfo(num_classes=len(CLASSES), class_names=CLASSES, attribute_names=ATTRIBUTES)
 
@@ -32,18 +38,28 @@ INFO = DataInfo(num_classes=len(CLASSES), class_names=CLASSES, attribute_names=A
 def make_eat(dtype=torch.float32, **kwargs) -> EAT:
     torch.manual_seed(0)
     backbone = build_backbone("small_cnn", num_classes=len(CLASSES), widths=(4, 8))
-    kwargs = {"category_width": 4, "attribute_width": 2, "embedding_dim": 3, "integrated_width": 5,
-              "template": "This flower has {attributes}, so it is {class_name}.", **kwargs}
+    kwargs = {
+        "category_width": 4,
+        "attribute_width": 2,
+        "embedding_dim": 3,
+        "integrated_width": 5,
+        "template": "This flower has {attributes}, so it is {class_name}.",
+        **kwargs,
+    }
     model = EAT(backbone, INFO, optimizer=partial(torch.optim.SGD, lr=0.1), **kwargs)
     return model.to(dtype).eval()
 
 
 def batch(n: int = 4, dtype=torch.float32) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(1)
-    return {"image": torch.randn(n, 3, 16, 16, generator=gen, dtype=dtype),
-            "label": torch.arange(n) % len(CLASSES),
-            "attributes": torch.tensor([[1, 0, 1, 1, 0.7], [0, 1, 1, 0, 0.2], [0, 0, 1, 1, 0.5], [1, 0, 0, 1, 0.0]],
-                                       dtype=dtype)[:n]}
+    return {
+        "image": torch.randn(n, 3, 16, 16, generator=gen, dtype=dtype),
+        "label": torch.arange(n) % len(CLASSES),
+        "attributes": torch.tensor(
+            [[1, 0, 1, 1, 0.7], [0, 1, 1, 0, 0.2], [0, 0, 1, 1, 0.5], [1, 0, 0, 1, 0.0]],
+            dtype=dtype,
+        )[:n],
+    }
 
 
 # -- heads -----------------------------------------------------------------------------------
@@ -58,8 +74,12 @@ def test_grouped_attribute_heads_equal_independent_heads():
                 m.running_var.uniform_(0.5, 2)
     grouped = conv_heads(6, 3, 1, width=2, depth=3).eval()
     states = [h.state_dict() for h in separate]
-    grouped.load_state_dict({k: v if k.endswith("num_batches_tracked") else torch.cat([s[k] for s in states])
-                             for k, v in grouped.state_dict().items()})
+    grouped.load_state_dict(
+        {
+            k: v if k.endswith("num_batches_tracked") else torch.cat([s[k] for s in states])
+            for k, v in grouped.state_dict().items()
+        }
+    )
     a = torch.randn(2, 6, 5, 5)
     expected = torch.cat([h(a) for h in separate], dim=1)
     torch.testing.assert_close(grouped(a), expected)
@@ -85,8 +105,10 @@ def test_output_is_lambda_cp_plus_eta_ci_and_head_is_the_final_prediction():
     assert out.attribute_embedding.shape == (4, len(ATTRIBUTES), 3)
     assert out.category_embedding.shape == (4, 1, 3)
     # E_a[i] = σ(a_i)·1 + b_i
-    torch.testing.assert_close(out.attribute_embedding,
-                               torch.sigmoid(out.attributes)[..., None] + model.attribute_embedding.bias)
+    torch.testing.assert_close(
+        out.attribute_embedding,
+        torch.sigmoid(out.attributes)[..., None] + model.attribute_embedding.bias,
+    )
 
 
 # -- loss ------------------------------------------------------------------------------------
@@ -144,8 +166,12 @@ def test_ear_scores_equal_finite_differences():
         for i in range(len(ATTRIBUTES)):
             step = torch.zeros_like(out.attribute_embedding)
             step[:, i, :] = eps
-            up = model.integrate(out.category, out.attribute_embedding + step, out.category_embedding)
-            down = model.integrate(out.category, out.attribute_embedding - step, out.category_embedding)
+            up = model.integrate(
+                out.category, out.attribute_embedding + step, out.category_embedding
+            )
+            down = model.integrate(
+                out.category, out.attribute_embedding - step, out.category_embedding
+            )
             fd[:, i] = (up - down).gather(1, target[:, None]).squeeze(1) / (2 * eps)
     torch.testing.assert_close(scores, fd, rtol=1e-6, atol=1e-9)
     assert scores.abs().max() > 1e-4  # not trivially zero
@@ -162,15 +188,22 @@ def test_ear_score_is_the_derivative_of_c_y_by_the_attribute_prediction():
         probs = torch.sigmoid(out.attributes)
 
         def c_y(p):
-            return model.integrate(out.category, model.attribute_embedding(p), out.category_embedding).gather(
-                1, target[:, None]).squeeze(1)
+            return (
+                model.integrate(out.category, model.attribute_embedding(p), out.category_embedding)
+                .gather(1, target[:, None])
+                .squeeze(1)
+            )
 
         eps = 1e-6
         for i in range(len(ATTRIBUTES)):
             step = torch.zeros_like(probs)
             step[:, i] = eps
-            torch.testing.assert_close(scores[:, i], (c_y(probs + step) - c_y(probs - step)) / (2 * eps),
-                                       rtol=1e-6, atol=1e-9)
+            torch.testing.assert_close(
+                scores[:, i],
+                (c_y(probs + step) - c_y(probs - step)) / (2 * eps),
+                rtol=1e-6,
+                atol=1e-9,
+            )
 
 
 def test_default_target_is_the_prediction_and_works_under_inference_mode():
@@ -189,7 +222,9 @@ def test_sentence_names_the_top3_in_order(monkeypatch):
     x = batch(2)["image"]
     scores = torch.tensor([[0.1, 0.9, -2.0, 0.5, 0.7], [3.0, -1.0, 2.0, 2.5, 0.0]])
     target = torch.tensor([1, 0])
-    monkeypatch.setattr(model, "attribute_scores", lambda x, t=None: (scores, target, torch.full_like(scores, 0.5)))
+    monkeypatch.setattr(
+        model, "attribute_scores", lambda x, t=None: (scores, target, torch.full_like(scores, 0.5))
+    )
     explanation = model.explain_attributes(x)
     assert explanation.top.tolist() == [[1, 4, 3], [0, 3, 2]]
     assert explanation.names[0] == ["centre: blue", "has_bill_shape::hooked", "leaves: green"]
@@ -197,7 +232,11 @@ def test_sentence_names_the_top3_in_order(monkeypatch):
         "This flower has blue centre, hooked bill shape and green leaves, so it is blue flower.",
         "This flower has red centre, green leaves and white petals, so it is red flower.",
     ]
-    assert [name for name, _, _ in explanation.ranking(1)] == ["centre: red", "leaves: green", "petals: white"]
+    assert [name for name, _, _ in explanation.ranking(1)] == [
+        "centre: red",
+        "leaves: green",
+        "petals: white",
+    ]
     assert explanation.ranking(1)[0][1] == pytest.approx(3.0)
 
 
@@ -207,7 +246,10 @@ def test_present_attributes_come_first_in_score_order():
     probs = torch.tensor([[0.9, 0.2, 0.6, 0.1, 0.5], [0.1, 0.8, 0.3, 0.2, 0.4]])
     # image 0: present 4 (0.7), 0 (0.1), 2 (-2.0); image 1: only 1 present, then the best others
     assert model.top_attributes(scores, probs, 3).tolist() == [[4, 0, 2], [1, 0, 3]]
-    assert model.top_attributes(scores, probs, 3, present_only=False).tolist() == [[1, 4, 3], [0, 3, 2]]
+    assert model.top_attributes(scores, probs, 3, present_only=False).tolist() == [
+        [1, 4, 3],
+        [0, 3, 2],
+    ]
 
 
 def test_explanations_follow_the_explainer_contract():
@@ -236,24 +278,30 @@ def test_text_helpers():
     assert render_sentence("{class_name}: {attributes}", ["x_y", "z"], "C") == "C: x y and z"
 
 
-@pytest.mark.parametrize(("template", "needle"), [
-    ("This bird has {attribute}, so it is {class_name}.", r"unknown field \{attribute\}"),
-    ("This is {}.", "positional field"),
-    ("This is {class_name", "not a format string"),
-])
+@pytest.mark.parametrize(
+    ("template", "needle"),
+    [
+        ("This bird has {attribute}, so it is {class_name}.", r"unknown field \{attribute\}"),
+        ("This is {}.", "positional field"),
+        ("This is {class_name", "not a format string"),
+    ],
+)
 def test_bad_template_fails_at_construction(template, needle):
     assert check_template("{class_name} has {attributes}")
     with pytest.raises(ValueError, match=needle):
         make_eat(template=template)
 
 
-@pytest.mark.parametrize(("kwargs", "needle"), [
-    ({"lam": 0.4}, r"lam \(λ\) must be in \[0.5, 1.5\]"),
-    ({"eta": 1.6}, r"eta \(η\) must be in \[0.5, 1.5\]"),
-    ({"num_attributes": 312}, "num_attributes=312 does not match the 5 attributes"),
-    ({"attribute_targets": "fuzzy"}, "'binary' or 'soft'"),
-    ({"top_k": 6}, r"top_k must be in \[1, 5\]"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"lam": 0.4}, r"lam \(λ\) must be in \[0.5, 1.5\]"),
+        ({"eta": 1.6}, r"eta \(η\) must be in \[0.5, 1.5\]"),
+        ({"num_attributes": 312}, "num_attributes=312 does not match the 5 attributes"),
+        ({"attribute_targets": "fuzzy"}, "'binary' or 'soft'"),
+        ({"top_k": 6}, r"top_k must be in \[1, 5\]"),
+    ],
+)
 def test_bad_settings_are_clear_errors(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         make_eat(**kwargs)
@@ -271,11 +319,21 @@ def test_category_depth_zero_keeps_the_backbone_head():
 
 # -- wiring with the data ----------------------------------------------------------------------
 def method_cfg(**overrides):
-    cfg = OmegaConf.load(Path(__file__).parents[2] / "explainbench" / "conf" / "method" / "eat.yaml")
+    cfg = OmegaConf.load(
+        Path(__file__).parents[2] / "explainbench" / "conf" / "method" / "eat.yaml"
+    )
     cfg.scheduler = None
-    return OmegaConf.create({"method": OmegaConf.merge(cfg, overrides), "data": {"name": "x"},
-                             "backbone": {"_target_": "explainbench.backbones.build_backbone",
-                                          "name": "small_cnn", "widths": [4, 8]}})
+    return OmegaConf.create(
+        {
+            "method": OmegaConf.merge(cfg, overrides),
+            "data": {"name": "x"},
+            "backbone": {
+                "_target_": "explainbench.backbones.build_backbone",
+                "name": "small_cnn",
+                "widths": [4, 8],
+            },
+        }
+    )
 
 
 class ToyData(ExplainDataModule):
