@@ -50,6 +50,8 @@ class ExplanationMetric(Metric):
     Args:
         mean: per-channel mean used to normalise the images (to un-normalise them).
         std: per-channel std used to normalise the images.
+        name: the name warnings and errors use, when a config file gives a metric class a second
+            setting under its own name (``pointing_game_bbox``); the logged keys stay the class's.
         kwargs: forwarded to :class:`torchmetrics.Metric` (``sync_on_compute``, ...).
     """
 
@@ -65,9 +67,12 @@ class ExplanationMetric(Metric):
         self,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        name: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if name is not None:
+            self.name = name
         # Hydra passes ListConfig; plain float tuples keep the metric picklable and hashable.
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)

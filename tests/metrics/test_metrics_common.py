@@ -123,6 +123,9 @@ def test_split_and_merged_states_equal_single_instance(name):
     batch, expl = _batch()
     model = MeanModel()
     single = metric_from_config(name)
+    if missing := single.missing_annotations(batch.keys()):
+        # part-map metrics need annotations this batch lacks; their own files test the merge
+        pytest.skip(f"{name} needs {missing}: see tests/metrics/test_metrics_{name}.py")
     single.update_batch(model, batch, expl)
     a, b = metric_from_config(name), metric_from_config(name)
     a.update_batch(model, *_half(batch, expl, slice(0, 2)))

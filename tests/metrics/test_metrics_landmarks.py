@@ -198,3 +198,20 @@ def test_bad_settings_are_clear_errors():
     with pytest.raises(ValueError, match="folds must be >= 2"):
         LandmarkLocalization(folds=1)
     assert LandmarkLocalization("bbox").missing_annotations({"image", "landmarks"}) == ["bbox"]
+
+
+def test_two_merged_halves_equal_one_instance():
+    """DDP gathers the ``cat`` states rank by rank; torchmetrics' merge_state does the same between
+    two local instances, so the error (and its fold assignment) must not change."""
+    parts, centres = one_hot_parts(20, 2)
+    gen = torch.Generator().manual_seed(3)
+    landmarks = torch.cat([20 * torch.rand(20, 2, 2, generator=gen), torch.ones(20, 2, 1)], dim=2)
+    single = LandmarkLocalization(normalizer="image", folds=4)
+    single.update(parts, landmarks, (H, W))
+    a, b = (LandmarkLocalization(normalizer="image", folds=4) for _ in range(2))
+    a.update(parts[:10], landmarks[:10], (H, W))
+    b.update(parts[10:], landmarks[10:], (H, W))
+    a.merge_state(b)
+    assert a.compute()["landmark_error"].item() == pytest.approx(
+        single.compute()["landmark_error"].item(), rel=1e-6
+    )
