@@ -34,8 +34,7 @@ from torch import Tensor, nn
 from torchmetrics.utilities import dim_zero_cat
 
 from explainbench.explainers.base import Explanation
-from explainbench.metrics.base import ExplanationMetric
-from explainbench.metrics.part_maps import part_maps_of, warn_no_part_maps
+from explainbench.metrics.part_maps import PartMapMetric
 
 NORMALIZERS = ("interocular", "bbox", "image")
 
@@ -70,7 +69,7 @@ def fit_predict(x_fit: Tensor, y_fit: Tensor, x_eval: Tensor) -> Tensor:
     return design(x_eval) @ solution
 
 
-class LandmarkLocalization(ExplanationMetric):
+class LandmarkLocalization(PartMapMetric):
     """Normalised landmark error (%) of part-map centres regressed to annotated landmarks.
 
     Args:
@@ -126,7 +125,6 @@ class LandmarkLocalization(ExplanationMetric):
         self.per_landmark: Tensor | None = None
         self.unfitted_landmarks: list[int] = []
         self.unfitted = 0  # set by compute(), from the synchronised states
-        self._warned_no_parts = False
 
     # -- accumulation ---------------------------------------------------------------------------
     def update(
@@ -186,11 +184,8 @@ class LandmarkLocalization(ExplanationMetric):
 
     def update_batch(self, model: nn.Module, batch: dict, explanation: Explanation) -> None:
         self._require(batch)
-        parts = part_maps_of(model, batch["image"], explanation)
+        parts = self.part_maps(model, batch, explanation)
         if parts is None:
-            if not self._warned_no_parts:
-                self._warned_no_parts = True
-                warn_no_part_maps(self.name, model)
             return
         self.update(parts, batch["landmarks"], batch["image"].shape[-2:], bbox=batch.get("bbox"),
                     fit=batch.get(self.fit_key))  # fmt: skip

@@ -33,8 +33,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from explainbench.explainers.base import Explanation
-from explainbench.metrics.base import ExplanationMetric
-from explainbench.metrics.part_maps import part_maps_of, warn_no_part_maps
+from explainbench.metrics.part_maps import PartMapMetric
 
 BACKGROUND = ("match", "ignore")
 
@@ -69,7 +68,7 @@ def match_parts(intersection: Tensor, regions: list[int]) -> tuple[Tensor, dict[
     return scores, matching
 
 
-class PartIoU(ExplanationMetric):
+class PartIoU(PartMapMetric):
     """Mean IoU of Hungarian-matched part maps with the annotated parts (see the module docstring).
 
     Args:
@@ -107,7 +106,6 @@ class PartIoU(ExplanationMetric):
         self.add_state("num_parts", torch.tensor(0), dist_reduce_fx="max")
         self.per_region: Tensor | None = None
         self.matching: dict[int, int] = {}
-        self._warned_no_parts = False
 
     def update(self, parts: Tensor, part_ids: Tensor) -> None:
         """Count one batch: part maps ``[B,K,h,w]`` against ``part_ids [B,H,W]`` (or ``[B,1,H,W]``)."""
@@ -133,11 +131,8 @@ class PartIoU(ExplanationMetric):
 
     def update_batch(self, model: nn.Module, batch: dict, explanation: Explanation) -> None:
         self._require(batch)
-        parts = part_maps_of(model, batch["image"], explanation)
+        parts = self.part_maps(model, batch, explanation)
         if parts is None:
-            if not self._warned_no_parts:
-                self._warned_no_parts = True
-                warn_no_part_maps(self.name, model)
             return
         self.update(parts, batch["part_ids"])
 
