@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-import hydra
 import torch
-from omegaconf import OmegaConf
 
-from explainbench.methods.build import load_method
+from explainbench.methods.build import load_method, stored_datamodule
 
 
 def discriminative_attributes(class_names: list[str], attribute_names: list[str]) -> torch.Tensor:
@@ -54,11 +52,7 @@ def main() -> None:
         raise SystemExit(
             f"{args.ckpt} is a {type(model).__name__} checkpoint, not EAT (method=eat)."
         )
-    data_cfg = OmegaConf.create(model.build_config["data"])
-    data_cfg.batch_size = args.batch_size
-    if args.test_size is not None:
-        data_cfg.test_size = args.test_size
-    datamodule = hydra.utils.instantiate(data_cfg)
+    datamodule = stored_datamodule(model, batch_size=args.batch_size, test_size=args.test_size)
     wanted = discriminative_attributes(model.class_names, model.attribute_names)
     k = args.k or model.top_k
 

@@ -17,17 +17,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import hydra
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from explainbench.methods.build import load_method  # noqa: E402
+from explainbench.methods.build import load_method, stored_datamodule  # noqa: E402
 from explainbench.methods.region_group_parts import part_occurrence, prior_loss  # noqa: E402
 
 
@@ -81,11 +79,7 @@ def main() -> None:
         raise SystemExit(
             f"{args.ckpt} is a {type(model).__name__} checkpoint, not region grouping (method=region_group)."
         )
-    data_cfg = OmegaConf.create(model.build_config["data"])
-    data_cfg.batch_size = args.batch_size
-    if args.test_size is not None:
-        data_cfg.test_size = args.test_size
-    datamodule = hydra.utils.instantiate(data_cfg)
+    datamodule = stored_datamodule(model, batch_size=args.batch_size, test_size=args.test_size)
     datamodule.setup("test")
     t, accuracy = occurrences(model, datamodule.test_dataloader())
     alpha, beta = model.prior_alpha, model.prior_beta

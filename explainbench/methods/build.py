@@ -29,7 +29,13 @@ OLD_BUILD_CONFIG_KEY = "explainbench_config"
 
 CONFIG_KEYS = ("data", "backbone", "method")
 
-__all__ = ["BUILD_CONFIG_KEY", "build_backbone_for_data", "build_method", "load_method"]
+__all__ = [
+    "BUILD_CONFIG_KEY",
+    "build_backbone_for_data",
+    "build_method",
+    "load_method",
+    "stored_datamodule",
+]
 
 
 def build_backbone_for_data(
@@ -126,3 +132,14 @@ def load_method(
     )
     method.load_state_dict(blob["state_dict"])
     return method.eval()
+
+
+def stored_datamodule(method: ExplainableMethod, **changes: Any) -> ExplainDataModule:
+    """The data module ``method`` was trained on, rebuilt from its ``build_config``, with the
+    ``data.*`` settings in ``changes`` replaced (``None`` leaves a setting as stored), e.g.
+    ``stored_datamodule(model, batch_size=100, test_size=None)`` in the analysis scripts."""
+    data_cfg = OmegaConf.create(method.build_config["data"])
+    for key, value in changes.items():
+        if value is not None:
+            data_cfg[key] = value
+    return hydra.utils.instantiate(data_cfg)
