@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ def load_checkpoint(
     trust: bool = False,
     what: str = "Checkpoint",
     map_location: Any = "cpu",
+    mmap: bool = False,
 ) -> Any:
     """``torch.load`` of ``path``, refusing anything that could run code unless ``trust``.
 
@@ -64,6 +66,9 @@ def load_checkpoint(
         what: how the messages name the file, e.g. ``"Backbone checkpoint"`` or
             ``"Checkpoint"`` with the config key that gave it.
         map_location: as for ``torch.load``.
+        mmap: map the tensors' storage instead of reading it (``torch.load(mmap=True)``), for
+            callers that only look at shapes and configs; torch maps only its zip format, so
+            other files are read (and refused) as without it.
 
     Raises:
         FileNotFoundError: no such file.
@@ -74,11 +79,12 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} '{path}' does not exist.")
+    mmap = mmap and zipfile.is_zipfile(path)
     try:
         if trust:
-            return torch.load(path, map_location=map_location, weights_only=False)
+            return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         refused = None if trust else _refused_type(err)
         if refused is None:  # not a pickle at all, or a construct the safe loader cannot read

@@ -67,7 +67,8 @@ def check_checkpoint_fits(model: nn.Module, path: str | Path, trust: bool = Fals
     """Raise ``ValueError`` naming the checkpoint's and this run's architectures when the
     weights in ``path`` cannot be loaded into ``model``. The file is read weights-only unless
     ``trust`` (see :func:`~explainbench.utils.checkpoint.load_checkpoint`)."""
-    blob = load_checkpoint(path, trust=trust, what="ckpt_path")
+    # mapped, not read: only names and shapes are compared, and Lightning reads the file next
+    blob = load_checkpoint(path, trust=trust, what="ckpt_path", mmap=True)
     if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
         raise ValueError(f"ckpt_path={path} is not a Lightning checkpoint (it has no state_dict).")
     problems = state_dict_mismatch(model, blob["state_dict"])
