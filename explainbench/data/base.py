@@ -120,6 +120,9 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
     multilabel: bool = False
     # names of the values of ``part_ids`` (index 0: background), for data with a part map
     part_names: list[str] | None = None
+    # torchvision weights tag of classifiers trained on exactly this data (ImageNet: IMAGENET1K_V1);
+    # methods that explain a frozen classifier take them instead of training one
+    torchvision_weights: str | None = None
     annotations: frozenset[str] = frozenset()
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD

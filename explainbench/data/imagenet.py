@@ -123,6 +123,8 @@ class ImageNetDataModule(ExplainDataModule):
     The test split is the validation set (ImageNet's test labels are not public).
     """
 
+    torchvision_weights = "IMAGENET1K_V1"
+
     def __init__(
         self,
         root: str,

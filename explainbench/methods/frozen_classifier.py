@@ -4,7 +4,8 @@ A method config with ``classifier: auto`` (conf/method/lcam_img.yaml, lcam_fm.ya
 ``backbone.weights`` nor ``backbone.checkpoint`` set gets one here, so that
 ``python train.py method=lcam_img backbone=vgg16`` works on a fresh machine:
 
-* on ImageNet: torchvision's ``IMAGENET1K_V1`` weights (the paper's setting);
+* on ImageNet: torchvision's ``IMAGENET1K_V1`` weights (the paper's setting; any data module
+  naming its ``torchvision_weights``);
 * on any other data: a ``method=classifier`` run of the same backbone on the same data, looked up
   in ``<paths.log_dir>/classifier_cache/<hash of backbone + data config>/classifier.ckpt`` and,
   when absent, trained first with the project's own train pipeline (in-process) on a short
@@ -42,10 +43,6 @@ CACHED_FILE = "classifier.ckpt"
 _LOADER_KEYS = ("num_workers", "pin_memory", "persistent_workers", "subset", "subset_seed")
 
 
-def is_imagenet(data_cfg: DictConfig) -> bool:
-    return str(data_cfg.get("_target_", "")).endswith("ImageNetDataModule")
-
-
 def cache_key(cfg: DictConfig) -> str:
     """Hash of what determines the classifier: backbone and data configs, recipe and seed."""
     backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
@@ -71,10 +68,13 @@ def ensure_frozen_classifier(cfg: DictConfig) -> None:
     if cfg.backbone.get("weights") or cfg.backbone.get("checkpoint"):
         return
     with open_dict(cfg):
-        if is_imagenet(cfg.data) and cfg.backbone.get("name") != "small_cnn":
-            cfg.backbone.weights = "IMAGENET1K_V1"
+        # a class attribute: read without building the data module
+        weights = getattr(hydra.utils.get_class(cfg.data._target_), "torchvision_weights", None)
+        if weights and cfg.backbone.get("name") != "small_cnn":
+            cfg.backbone.weights = weights
             log.info(
-                "L-CAM explains torchvision's ImageNet classifier: backbone.weights=IMAGENET1K_V1."
+                "L-CAM explains torchvision's classifier of this data: backbone.weights=%s.",
+                weights,
             )
             return
         cfg.backbone.checkpoint = str(cached_classifier(cfg))
