@@ -1,5 +1,5 @@
 """Modified-backpropagation saliency: guided backpropagation and deconvnet, with the optional
-stride-1 resampling fix for strided convolutions.
+stride-1 resampling fix for strided convolutions and pooling.
 
 * Deconvnet — Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks",
   ECCV 2014 (arXiv:1311.2901): the signal going back through a ReLU is rectified itself,
@@ -17,6 +17,19 @@ stride-1 resampling fix for strided convolutions.
   through a transposed convolution with stride 1 and padding O, which gives exactly ``A``
   (A: layer input size, O: padding, M: kernel size; with dilation d, ``M`` is the effective
   ``d(M − 1) + 1``).
+  The paper applies this to every "operation with stride > 1"; pooling is one too (on a
+  ``small_cnn``, which has no strided convolution, the max-pools are the only strided
+  operations). A strided **max-pool**'s backward unpools the signal through its switches (the
+  argmax of each window), so only the winners of an S-periodic set of windows receive it.
+  With the fix, the incoming signal is nearest-resized to ``A + 2O − M + 1`` and unpooled
+  through the switches of the *same pooling run at stride 1 on the same input* (a pixel that
+  wins several overlapping windows collects the signal of each, as the stride-1 pooling's
+  gradient does). A strided **average-pool** is a fixed linear filter: its resized signal goes
+  back through the stride-1 average pooling's transposed op (same padding, divisors,
+  ``count_include_pad`` and ``divisor_override``). The paper only states the fix for a
+  convolution; the pooling versions follow the same "stride 1 on the resized signal" recipe,
+  our choice. Adaptive pools (the global pool of a head) have no fixed kernel and stride and
+  keep their ordinary backward; so do functional ``F.max_pool2d`` / ``F.avg_pool2d`` calls.
 
 Everything else (convolutions, pooling switches, linear layers, batch norm) back-propagates
 its ordinary gradient, which is what both papers' "deconvolution" and "unpooling" are.
@@ -37,10 +50,13 @@ only while it is active and restores it in ``finally``:
   context (``from torch.nn.functional import relu``), and scripted/compiled models; those
   back-propagate the plain ReLU gradient. Because the functional patch is process-wide, do not
   run other models on other threads while the context is open.
-* with ``stride_fix``, every ``nn.Conv2d`` with a stride other than 1 gets an instance-level
-  ``forward`` whose forward is the same convolution and whose input gradient is the resampled
-  one (weight and bias gradients are the ordinary ones). Only ``padding_mode="zeros"`` is
-  supported (ValueError otherwise); groups and dilation are handled.
+* with ``stride_fix``, every ``nn.Conv2d``, ``nn.MaxPool2d`` and ``nn.AvgPool2d`` with a
+  stride other than 1 (a pool's default stride is its kernel size) gets an instance-level
+  ``forward`` whose forward is the same operation and whose input gradient is the resampled
+  one (a convolution's weight and bias gradients are the ordinary ones). Convolutions: only
+  ``padding_mode="zeros"`` is supported (ValueError otherwise); groups and dilation are
+  handled. Pools: padding, dilation and ``ceil_mode`` are handled;
+  ``MaxPool2d(return_indices=True)`` is refused (its callers unpool with the strided indices).
 """
 
 from __future__ import annotations
@@ -143,6 +159,104 @@ def stride_fix_conv2d(conv: nn.Conv2d, x: Tensor) -> Tensor:
     )
 
 
+def _pool_pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+class _StrideFixMaxPool2d(torch.autograd.Function):
+    """``F.max_pool2d`` forward; the backward unpools the signal, nearest-resized to the
+    stride-1 output size, through the switches of the same pooling run at stride 1."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, stride, padding, dilation, ceil_mode):
+        ctx.save_for_backward(x)
+        ctx.conf = (kernel, padding, dilation)
+        return F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        kernel, padding, dilation = ctx.conf
+        # The switches of the stride-1 pooling: for each of its A + 2O − M + 1 outputs the
+        # flat index of the input pixel that won (ceil_mode cannot matter at stride 1).
+        _, switches = F.max_pool2d(x, kernel, 1, padding, dilation, return_indices=True)
+        resized = F.interpolate(grad_out, size=switches.shape[-2:], mode="nearest")
+        # Unpooling with overlapping windows: a pixel that wins several windows collects the
+        # signal of each (F.max_unpool2d would keep only one of them).
+        grad_x = torch.zeros_like(x).flatten(2)
+        grad_x.scatter_add_(2, switches.flatten(2), resized.flatten(2))
+        return grad_x.view_as(x), None, None, None, None, None
+
+
+class _StrideFixAvgPool2d(torch.autograd.Function):
+    """``F.avg_pool2d`` forward; the backward is the stride-1 average pooling's transposed op
+    applied to the signal nearest-resized to the stride-1 output size."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, stride, padding, ceil_mode, count_include_pad, divisor):
+        ctx.save_for_backward(x)
+        ctx.conf = (kernel, padding, count_include_pad, divisor)
+        return F.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        kernel, padding, count_include_pad, divisor = ctx.conf
+        # Average pooling is linear: its transposed op is the vector-Jacobian product of the
+        # same pooling at stride 1 (same divisors at the borders, count_include_pad and all).
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            stride_one = F.avg_pool2d(leaf, kernel, 1, padding, False, count_include_pad, divisor)
+            resized = F.interpolate(grad_out, size=stride_one.shape[-2:], mode="nearest")
+            (grad_x,) = torch.autograd.grad(stride_one, leaf, resized)
+        return grad_x, None, None, None, None, None, None
+
+
+def stride_fix_max_pool2d(pool: nn.MaxPool2d, x: Tensor) -> Tensor:
+    """``pool(x)`` whose backward unpools through stride-1 switches (see the module docstring)."""
+    if pool.return_indices:
+        raise ValueError("stride_fix does not support MaxPool2d(return_indices=True)")
+    stride = pool.stride if pool.stride is not None else pool.kernel_size
+    return _StrideFixMaxPool2d.apply(
+        x, _pool_pair(pool.kernel_size), _pool_pair(stride), _pool_pair(pool.padding),
+        _pool_pair(pool.dilation), pool.ceil_mode,
+    )  # fmt: skip
+
+
+def stride_fix_avg_pool2d(pool: nn.AvgPool2d, x: Tensor) -> Tensor:
+    """``pool(x)`` whose backward is the stride-1 transposed pooling of the resized signal."""
+    stride = pool.stride if pool.stride is not None else pool.kernel_size
+    return _StrideFixAvgPool2d.apply(
+        x, _pool_pair(pool.kernel_size), _pool_pair(stride), _pool_pair(pool.padding),
+        pool.ceil_mode, pool.count_include_pad, pool.divisor_override,
+    )  # fmt: skip
+
+
+def _is_strided(module: nn.Module) -> bool:
+    """A Conv2d / MaxPool2d / AvgPool2d whose stride is not 1 (a pool's default stride is its
+    kernel size)."""
+    if isinstance(module, nn.Conv2d):
+        return tuple(module.stride) != (1, 1)
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        stride = module.stride if module.stride is not None else module.kernel_size
+        return _pool_pair(stride) != (1, 1)
+    return False
+
+
+def _stride_fix_forward(module: nn.Module) -> Callable:
+    """The instance-level ``forward`` that applies the stride fix to ``module``."""
+    if isinstance(module, nn.Conv2d):
+        if module.padding_mode != "zeros":
+            raise ValueError(
+                "stride_fix supports Conv2d with padding_mode='zeros' only, got "
+                f"{module.padding_mode!r} in {type(module).__name__}"
+            )
+        return lambda x: stride_fix_conv2d(module, x)
+    if isinstance(module, nn.MaxPool2d):
+        return lambda x: stride_fix_max_pool2d(module, x)
+    return lambda x: stride_fix_avg_pool2d(module, x)
+
+
 def _override_forward(module: nn.Module, forward: Callable, saved: list) -> None:
     """Set an instance-level ``forward``; remember what to put back (an existing one or none)."""
     saved.append((module, module.__dict__.get("forward")))
@@ -154,8 +268,8 @@ def backprop_rules(
     model: nn.Module, rule: str = "guided", stride_fix: bool = False, functional: bool = True
 ) -> Iterator[nn.Module]:
     """Within the context, ``model``'s ReLUs back-propagate by ``rule`` (``"guided"`` or
-    ``"deconvnet"``) and, with ``stride_fix``, its strided convolutions use the stride-1
-    resampling. ``functional`` also patches ``F.relu``/``torch.relu`` (see the module
+    ``"deconvnet"``) and, with ``stride_fix``, its strided convolutions and max/average pools
+    use the stride-1 resampling. ``functional`` also patches ``F.relu``/``torch.relu`` (see the module
     docstring). Everything is restored on exit, also after an exception.
 
     Usable for any objective, e.g. a single filter's activation (the relevant-features
@@ -177,15 +291,8 @@ def backprop_rules(
         for module in model.modules():  # deduplicated: a reused module is patched once
             if isinstance(module, nn.ReLU):
                 _override_forward(module, rule_relu, saved_forwards)
-            elif stride_fix and isinstance(module, nn.Conv2d) and tuple(module.stride) != (1, 1):
-                if module.padding_mode != "zeros":
-                    raise ValueError(
-                        "stride_fix supports Conv2d with padding_mode='zeros' only, got "
-                        f"{module.padding_mode!r} in {type(module).__name__}"
-                    )
-                _override_forward(
-                    module, lambda x, conv=module: stride_fix_conv2d(conv, x), saved_forwards
-                )
+            elif stride_fix and _is_strided(module):
+                _override_forward(module, _stride_fix_forward(module), saved_forwards)
         if functional:
             for owner, name, patch in (
                 (F, "relu", rule_relu),
@@ -254,7 +361,7 @@ class GuidedBackprop(_ModifiedBackprop):
 
     Args:
         stride_fix: use the stride-1 resampling of Oramas et al. (ICLR 2019) in the backward
-            pass of strided convolutions (removes grid artifacts). Default off.
+            pass of strided convolutions and pools (removes grid artifacts). Default off.
         reduction: channels → one map: ``"max_abs"`` (default, ``max_c |g_c|``),
             ``"sum_abs"`` (``Σ_c |g_c|``) or ``"l2"`` (``‖g‖₂`` over channels).
         functional: also apply the rule to functional ReLUs (``F.relu``, ``torch.relu``).

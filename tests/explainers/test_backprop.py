@@ -22,7 +22,9 @@ from explainbench.explainers.backprop import (
     Deconvnet,
     GuidedBackprop,
     backprop_rules,
+    stride_fix_avg_pool2d,
     stride_fix_conv2d,
+    stride_fix_max_pool2d,
 )
 from explainbench.utils.paths import CONF_DIR
 
@@ -325,6 +327,140 @@ def test_stride_fix_on_resnet18_weakens_the_stride_periodic_pattern(rule):
     # pattern left: compare the phase spread of both maps.
     spread = phase_spread(fixed.extras["gradient"].abs(), 2, 4)
     assert spread < phase_spread(plain.extras["gradient"].abs(), 2, 4)
+
+
+# 5×5 input without ties in any 2×2 window, and an upstream signal with four distinct values.
+POOL_INPUT = torch.tensor(
+    [[1.0, 9, 2, 0, 3],
+     [4, 0, 8, 7, 1],
+     [6, 5, 0, 2, 9],
+     [0, 3, 7, 1, 4],
+     [2, 8, 1, 6, 0]]
+).view(1, 1, 5, 5)  # fmt: skip
+POOL_UPSTREAM = torch.tensor([[1.0, 2], [3, 4]]).view(1, 1, 2, 2)
+
+
+def pool_input_grad(pool: nn.Module, fix: bool) -> torch.Tensor:
+    x = POOL_INPUT.clone().requires_grad_(True)
+    fixed_pool = stride_fix_max_pool2d if isinstance(pool, nn.MaxPool2d) else stride_fix_avg_pool2d
+    y = fixed_pool(pool, x) if fix else pool(x)
+    torch.testing.assert_close(y, pool(POOL_INPUT))  # the forward is unchanged
+    (grad,) = torch.autograd.grad(y, x, POOL_UPSTREAM)
+    return grad[0, 0]
+
+
+def test_stride_fix_by_hand_on_a_single_strided_max_pool():
+    """MaxPool2d(2) (stride 2) on 5×5 → 2×2; the stride-1 size is 5 + 0 − 2 + 1 = 4.
+
+    Strided switches: window rows/cols {0,1}×{0,1} → 9 at (0,1) gets 1; {0,1}×{2,3} → 8 at
+    (1,2) gets 2; {2,3}×{0,1} → 6 at (2,0) gets 3; {2,3}×{2,3} → 7 at (3,2) gets 4.
+
+    Fixed: the upstream nearest-resized to 4×4, R[a,b] = g[a//2, b//2] = rows (1 1 2 2),
+    (1 1 2 2), (3 3 4 4), (3 3 4 4); the winner of each stride-1 window (a, b) (rows a..a+1,
+    cols b..b+1) and what it collects:
+      a=0: 9@(0,1), 9@(0,1), 8@(1,2), 7@(1,3)      a=1: 6@(2,0), 8@(1,2), 8@(1,2), 9@(2,4)
+      a=2: 6@(2,0), 7@(3,2), 7@(3,2), 9@(2,4)      a=3: 8@(4,1), 8@(4,1), 7@(3,2), 6@(4,3)
+    (0,1): R00+R01 = 2; (1,2): R02+R11+R12 = 5; (1,3): R03 = 2; (2,0): R10+R20 = 4;
+    (2,4): R13+R23 = 6; (3,2): R21+R22+R32 = 11; (4,1): R30+R31 = 6; (4,3): R33 = 4
+    (total 40 = the resized signal's sum).
+    """
+    pool = nn.MaxPool2d(2)
+    strided = torch.tensor(
+        [[0.0, 1, 0, 0, 0],
+         [0, 0, 2, 0, 0],
+         [3, 0, 0, 0, 0],
+         [0, 0, 4, 0, 0],
+         [0, 0, 0, 0, 0]]
+    )  # fmt: skip
+    fixed = torch.tensor(
+        [[0.0, 2, 0, 0, 0],
+         [0, 0, 5, 2, 0],
+         [4, 0, 0, 0, 6],
+         [0, 0, 11, 0, 0],
+         [0, 6, 0, 4, 0]]
+    )  # fmt: skip
+    torch.testing.assert_close(pool_input_grad(pool, fix=False), strided)
+    torch.testing.assert_close(pool_input_grad(pool, fix=True), fixed)
+
+
+def test_stride_fix_by_hand_on_a_single_strided_avg_pool():
+    """AvgPool2d(2) (stride 2) on 5×5: strided, each pixel of window (a, b) gets g[a,b] / 4 and
+    the last row/column nothing. Fixed: the same 4×4 R as for the max-pool, back through the
+    stride-1 2×2 average: pixel (i, j) gets ¼ Σ R[a,b] over a ∈ {i−1, i}, b ∈ {j−1, j} inside
+    0..3, e.g. (0,0): R00/4 = 1/4; (2,2): (R11+R12+R21+R22)/4 = (1+2+3+4)/4 = 10/4;
+    (4,4): R33/4 = 4/4 (total 160/4 = 40)."""
+    pool = nn.AvgPool2d(2)
+    quarter = torch.tensor([[1.0, 1, 2, 2, 0], [1, 1, 2, 2, 0], [3, 3, 4, 4, 0],
+                            [3, 3, 4, 4, 0], [0, 0, 0, 0, 0]]) / 4  # fmt: skip
+    window_sums = torch.tensor(
+        [[1.0, 2, 3, 4, 2],
+         [2, 4, 6, 8, 4],
+         [4, 8, 10, 12, 6],
+         [6, 12, 14, 16, 8],
+         [3, 6, 7, 8, 4]]
+    )  # fmt: skip
+    torch.testing.assert_close(pool_input_grad(pool, fix=False), quarter)
+    torch.testing.assert_close(pool_input_grad(pool, fix=True), window_sums / 4)
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [nn.MaxPool2d(3, 2, 1), nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d((3, 2), (2, 3), (1, 0)),
+     nn.MaxPool2d(3, 2, 1, dilation=2), nn.AvgPool2d(3, 2, 1),
+     nn.AvgPool2d(3, 2, 1, count_include_pad=False), nn.AvgPool2d(2, ceil_mode=True),
+     nn.AvgPool2d(3, 3, 1, divisor_override=2)],
+    ids=repr,
+)  # fmt: skip
+def test_stride_fix_pools_are_stride_one_backward_of_the_resized_signal(pool):
+    """Reference: autograd through the same pooling at stride 1 fed the nearest-resized signal
+    (max-pool: torch's own max_pool2d backward, not the switches scatter of the fix)."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 11, 13, generator=gen, requires_grad=True)
+    fix = stride_fix_max_pool2d if isinstance(pool, nn.MaxPool2d) else stride_fix_avg_pool2d
+    y = fix(pool, x)
+    torch.testing.assert_close(y, pool(x))
+    upstream = torch.randn(y.shape, generator=gen)
+    (fixed,) = torch.autograd.grad(y, x, upstream)
+    stride_one = copy.deepcopy(pool)
+    stride_one.stride, stride_one.ceil_mode = 1, False
+    leaf = x.detach().clone().requires_grad_(True)
+    out = stride_one(leaf)
+    resized = F.interpolate(upstream, size=out.shape[-2:], mode="nearest")
+    (expected,) = torch.autograd.grad(out, leaf, resized)
+    torch.testing.assert_close(fixed, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+def test_stride_fix_changes_small_cnn_maps_and_weakens_the_pool_grid(rule):
+    """small_cnn has no strided convolution: its max-pools are the strided operations, so the
+    fix must change its maps (before the pools were covered, it changed nothing)."""
+    from explainbench.backbones import build_backbone
+
+    torch.manual_seed(0)
+    model = build_backbone("small_cnn", num_classes=4, widths=(8, 8, 8)).eval()
+    x = images(batch=1, size=32, seed=8)
+    relus, pools = [2, 5, 9, 12, 16, 19], [6, 13]  # (conv, bn, relu) × 2 per stage, pools
+    with backprop_rules(model, rule, stride_fix=True):
+        patched = sorted(int(name.split(".")[1]) for name in patched_leftovers(model))
+    assert patched == sorted(relus + pools)
+    signal = {}  # what reaches the first pool's input (the ReLU output before it)
+
+    def keep_grad(module, inputs, output):
+        output.register_hook(lambda g: signal.__setitem__("pool_input", g))
+
+    handle = model.extractor[5].register_forward_hook(keep_grad)
+    try:
+        fixed = RULES[rule](stride_fix=True)(model, x, 1).extras["gradient"]
+        fixed_pool = signal["pool_input"]
+        plain = RULES[rule](stride_fix=False)(model, x, 1).extras["gradient"]
+        plain_pool = signal["pool_input"]
+    finally:
+        handle.remove()
+    assert not torch.allclose(fixed, plain)
+    # Strided unpooling feeds one switch per 2×2 window: at most a quarter of the pixels (the
+    # grid); the stride-1 switches of overlapping windows reach many more.
+    assert (plain_pool != 0).float().mean() <= 0.25
+    assert (fixed_pool != 0).float().mean() > 0.4
 
 
 def test_stride_fix_rejects_non_zero_padding_modes_and_restores_the_model():
