@@ -73,7 +73,7 @@ def test_unsupported_modules_are_named():
 def positive_twin(model: nn.Module) -> nn.Module:
     """All-positive weights, identity batch norms, max-pools as average pools of the same
     window: a unit's input gradient is then positive exactly on its receptive field."""
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in module.named_children():
             if isinstance(child, nn.MaxPool2d):
                 setattr(module, child_name, nn.AvgPool2d(
