@@ -55,14 +55,17 @@ class Geometry:
         h, w = image_size
         if self.whole_image:
             return 0, 0, h, w
+        top, left, bottom, right = self.field(i, j)
+        return max(top, 0), max(left, 0), min(bottom, h), min(right, w)
+
+    def field(self, i: int, j: int) -> tuple[int, int, int, int]:
+        """The unclipped field ``(top, left, bottom, right)`` of unit ``(i, j)``: it may reach
+        outside the image (into the padding). Not defined after a global pool."""
+        if self.whole_image:
+            raise ValueError("a unit after a global pool sees the whole image: use box()")
         top = self.start[0] + i * self.jump[0]
         left = self.start[1] + j * self.jump[1]
-        return (
-            max(top, 0),
-            max(left, 0),
-            min(top + self.size[0], h),
-            min(left + self.size[1], w),
-        )
+        return top, left, top + self.size[0], left + self.size[1]
 
     def through(self, kernel, stride, padding, dilation=1) -> Geometry:
         """The geometry after a window operation with these (int or pair) parameters."""
