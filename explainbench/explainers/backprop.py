@@ -313,6 +313,48 @@ def backprop_rules(
                 module.forward = original
 
 
+def filter_backprop(
+    model: nn.Module,
+    x: Tensor,
+    layer: nn.Module,
+    channel: Tensor | int,
+    rule: str = "guided",
+    stride_fix: bool = False,
+    functional: bool = True,
+) -> Tensor:
+    """The input signal ``[B,C,H,W]`` of one filter of ``layer`` (a module of ``model``) per
+    image, back-propagated by ``rule`` (with the stride fix if asked).
+
+    As in Zeiler & Fergus, the filter's own activation map (every other channel zeroed) is
+    what goes back; for a fully connected layer the unit's activation. ``channel``: one
+    index for all images or ``[B]``. ``model.head(model.features(x))`` is run (whole model),
+    so ``layer`` may sit in the head.
+    """
+    check_explainable(model)
+    x = to_model_device(model, x)
+    channel = torch.as_tensor(channel, device=x.device).long().expand(x.shape[0])
+    captured = {}
+
+    def keep(module, inputs, output):
+        captured["a"] = output
+
+    handle = layer.register_forward_hook(keep)
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            leaf = x.detach().clone().requires_grad_(True)
+            with backprop_rules(model, rule, stride_fix, functional):
+                model.head(model.features(leaf.clone()))
+                if "a" not in captured:
+                    raise ValueError("filter_backprop: the layer is not used by the model's forward")
+                a = captured["a"]
+                one_hot = F.one_hot(channel, a.shape[1]).to(a.dtype)
+                one_hot = one_hot.view(*one_hot.shape, *([1] * (a.dim() - 2)))
+                (grad,) = torch.autograd.grad(a, leaf, one_hot * a.detach())
+    finally:
+        handle.remove()
+    return grad
+
+
 def reduce_channels(grad: Tensor, reduction: str) -> Tensor:
     """``[B,C,H,W]`` input gradients → ``[B,1,H,W]`` non-negative maps."""
     if reduction == "max_abs":

@@ -22,6 +22,7 @@ from explainbench.explainers.backprop import (
     Deconvnet,
     GuidedBackprop,
     backprop_rules,
+    filter_backprop,
     stride_fix_avg_pool2d,
     stride_fix_conv2d,
     stride_fix_max_pool2d,
@@ -156,6 +157,28 @@ def test_reused_inplace_relu_module_gets_the_rule_at_every_call():
     grad = GuidedBackprop()(model, x, 0).extras["gradient"].flatten()
     torch.testing.assert_close(grad, torch.tensor([1.0, 0, 1]))
     assert "forward" not in vars(model.extractor.relu)
+
+
+def test_filter_backprop_by_hand():
+    """one_hidden_layer with x = (1, 0, 0): h = ReLU(Wx) = (2, 0, 3, 0), y_0 = v·h = −1.
+    * ReLU filter 2: its activation 3 goes back (others zeroed): 3·W[2] = (9, 0, 3), both rules;
+      filter 1 is silent: 0.
+    * fc unit 0 (in the head): −1 goes back, −1·v = (−1, −1, 1, 1) reaches the ReLU;
+      guided keeps unit 2 (positive signal, active): W[2] = (3, 0, 1); deconvnet keeps units 2
+      and 3: W[2] + W[3] = (1, 1, 4)."""
+    model = one_hidden_layer(nn.ReLU())
+    relu, fc = model.extractor[1], model.classifier[1]
+    for rule in RULES:
+        got = filter_backprop(model, ONE_PIXEL, relu, 2, rule).flatten()
+        torch.testing.assert_close(got, torch.tensor([9.0, 0, 3]))
+        assert filter_backprop(model, ONE_PIXEL, relu, 1, rule).abs().sum() == 0
+    torch.testing.assert_close(
+        filter_backprop(model, ONE_PIXEL, fc, 0, "guided").flatten(), torch.tensor([3.0, 0, 1])
+    )
+    torch.testing.assert_close(
+        filter_backprop(model, ONE_PIXEL, fc, 0, "deconvnet").flatten(), torch.tensor([1.0, 1, 4])
+    )
+    assert patched_leftovers(model) == [] and not relu._forward_hooks
 
 
 # -- independent reference: the classic backward-hook implementation -------------------------
