@@ -54,10 +54,12 @@ def test_crops_at_the_maximum_and_nan_aware_average_by_hand():
     """A: spot 2 at (3, 4) → pool unit (1, 2): rows 1..4, cols 3..6, the spot at (2, 1).
     B: spot 1 at (0, 5) → unit (0, 2): rows −1..2 (first crop row outside: NaN), cols 3..6,
     the spot at (1, 2). C: spot 0.5 at (6, 1), class 1. Responses: 3 channels × centre 1 ×
-    the spot: A 6, B 3, C 1.5. Class 0 keeps A then B (patches=2); their mean: row 0 only A's (0), (2, 1) = (2 + 0)/2 = 1,
+    the spot: A 6, B 3, C 1.5. Class 0 keeps A then B (patches=2); their mean: row 0 only A's (0, and 0.2 at (0, 3) from A's pixel (1, 6)), (2, 1) = (2 + 0)/2 = 1,
     (1, 2) = (0 + 1)/2 = 0.5, else 0."""
     script = load_script()
-    images = torch.stack([spot(3, 4, 2.0), spot(0, 5, 1.0), spot(6, 1, 0.5)])
+    a = spot(3, 4, 2.0)
+    a[:, 1, 6] = 0.2  # in A's first crop row, where B's crop is outside the image
+    images = torch.stack([a, spot(0, 5, 1.0), spot(6, 1, 0.5)])
     batches = [{"image": images[:2], "label": torch.tensor([0, 0])},
                {"image": images[2:], "label": torch.tensor([1])}]  # fmt: skip
     filters = {0: [("extractor.1", 0)], 1: [("extractor.1", 0)]}
@@ -67,7 +69,7 @@ def test_crops_at_the_maximum_and_nan_aware_average_by_hand():
     assert crops.shape == (2, 3, 4, 4)
     assert torch.isnan(crops[1, :, 0]).all() and not torch.isnan(crops[0]).any()
     expected = torch.zeros(3, 4, 4)
-    expected[:, 2, 1], expected[:, 1, 2] = 1.0, 0.5
+    expected[:, 2, 1], expected[:, 1, 2], expected[:, 0, 3] = 1.0, 0.5, 0.2
     torch.testing.assert_close(script.average_image(crops), expected)
     values, crops = kept[(1, "extractor.1", 0)]  # only class 1's image competes
     assert (
