@@ -23,7 +23,13 @@ from torch import Tensor, nn
 from ..backbones.base import Backbone
 from ..backbones.truncate import attach_stages
 from .activation import channel_map, check_reduction
-from .base import Explanation, features_and_target, outside_inference_mode, upsample_to
+from .base import (
+    Explanation,
+    check_explainable,
+    features_and_target,
+    outside_inference_mode,
+    upsample_to,
+)
 
 LEVELS = ("low", "middle", "high")
 
@@ -143,6 +149,7 @@ class LayerHeatmaps:
     def __call__(
         self, model: nn.Module, x: Tensor, target: Tensor | int | None = None
     ) -> Explanation:
+        check_explainable(model)  # before resolving: a model without features/head is a TypeError
         names, modules = self.resolve(model)
         cams: dict[str, Tensor] = {}
 
