@@ -2,7 +2,10 @@
 
 ``python evaluate.py ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt
 explainers=[gradcam,gradcampp,scorecam,rise]`` writes ``results.csv``, ``results.md``,
-``metrics.json`` and ``gallery.png`` to its run dir and prints the table.
+``metrics.json`` and ``gallery.png`` to its run dir and prints the table; with
+``gallery_per_image=true`` also each gallery row as ``gallery/<index>.png`` (index: the
+sample's index in the test split), e.g. one layer-heatmap grid per image with
+``explainers=[layer_heatmaps]``.
 """
 
 from __future__ import annotations
@@ -19,14 +22,15 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
-from .evaluation import ExplanationEvaluator, render_gallery
+from .evaluation import ExplanationEvaluator, gallery_panels
 from .methods.build import load_method
 from .utils.instantiate import instantiate_named_dict
+from .utils.markdown import markdown_table
 from .utils.paths import CONF_DIR
 from .utils.run import task_wrapper, write_metrics
 from .utils.validate import validate_config
 from .utils.writable_paths import check_output_paths
-from .viz import save_figure
+from .viz import gallery_figure, save_figure
 
 log = logging.getLogger("explainbench")
 
@@ -98,8 +102,7 @@ def write_results(run_dir: Path, results: dict[str, dict[str, float]], command: 
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    lines = [f"`{command}`", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines = [f"`{command}`", "", *markdown_table(header, rows)]
     (run_dir / "results.md").write_text("\n".join(lines) + "\n")
     write_metrics(
         run_dir, {f"test/{k}/{name}": v for name, row in results.items() for k, v in row.items()}
@@ -175,7 +178,7 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     command = "python evaluate.py " + " ".join(HydraConfig.get().overrides.task)
     write_results(run_dir, results, command)
     if gallery is not None and cfg.gallery_images:
-        fig = render_gallery(
+        pixels, maps, captions = gallery_panels(
             model,
             gallery,
             explainers,
@@ -183,7 +186,12 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
             datamodule.std,
             getattr(datamodule, "class_names", None),
         )
-        save_figure(fig, run_dir / "gallery.png")
+        save_figure(gallery_figure(pixels, maps, captions), run_dir / "gallery.png")
+        if cfg.get("gallery_per_image"):  # the same rows, one file each: gallery/<index>.png
+            for i, index in enumerate(gallery["index"].tolist()):
+                row = {title: m[i : i + 1] for title, m in maps.items()}
+                fig = gallery_figure(pixels[i : i + 1], row, captions[i : i + 1])
+                save_figure(fig, run_dir / "gallery" / f"{index}.png")
     print_results(results, f"{len(loader.dataset)} test images, {Path(cfg.ckpt_path).name}")
     print(f"run_dir: {run_dir}", flush=True)
     return results

@@ -17,6 +17,8 @@ import os
 import platform
 from pathlib import Path
 
+from explainbench.utils.markdown import markdown_table
+
 
 def cpu_name() -> str:
     try:
@@ -77,12 +79,9 @@ def main() -> None:
     for row in rows[1:]:
         columns += [c for c in row if c not in columns and c != "explainer"]
 
-    lines = [f"# {args.title}", "", "| explainer | " + " | ".join(columns) + " |"]
-    lines.append("|---|" + "---:|" * len(columns))
-    lines += [
-        "| " + " | ".join([row["explainer"], *(row.get(c, "") for c in columns)]) + " |"
-        for row in rows
-    ]
+    table = [[row["explainer"], *(row.get(c, "") for c in columns)] for row in rows]
+    align = ["left"] + ["right"] * len(columns)
+    lines = [f"# {args.title}", "", *markdown_table(["explainer", *columns], table, align)]
     lines += ["", f"Machine: {cpu_name()}, {os.cpu_count()} cores. Made by:", ""]
     if args.made_by:
         lines += [f"    {args.made_by}"]

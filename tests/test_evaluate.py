@@ -240,3 +240,33 @@ def _tiny_model():
     from explainbench.backbones import build_backbone
 
     return build_backbone("small_cnn", num_classes=2, widths=(4, 8)).eval()
+
+
+def test_evaluate_layer_heatmaps_grid_per_image(trained_run, tmp_path):
+    """layer_heatmaps is scored like any explainer (its saliency: small_cnn's high layer, the
+    explanation layer, so the same numbers as ``activation``) and its gallery row is the image
+    and the low / middle / high maps, written once per image as gallery/<index>.png."""
+    from matplotlib.image import imread
+
+    run_dir, _ = trained_run
+    proc = run_cli(
+        "evaluate.py",
+        [
+            f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+            "explainers=[activation,layer_heatmaps]",
+            "metrics=[iou,pointing_game]",
+            "data.subset=6",
+            "gallery_images=3",
+            "gallery_per_image=true",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out,) = run_dirs(proc.stdout)
+    rows = {r["explainer"]: r for r in csv.DictReader(open(out / "results.csv"))}
+    for key in ("iou_auc", "pointing_game"):
+        assert rows["layer_heatmaps"][key] == rows["activation"][key], key
+    files = sorted((out / "gallery").glob("*.png"))
+    assert len(files) == 3 and all(f.stem.isdigit() for f in files)
+    # one row (1.8 in at 120 dpi) of 5 columns: image, activation, low, middle, high
+    assert imread(files[0]).shape[:2] == (216, 5 * 216)

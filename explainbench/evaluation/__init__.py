@@ -5,6 +5,6 @@ Pure torch, no Lightning: evaluate.py drives it directly, the callbacks in
 """
 
 from .evaluator import ExplanationEvaluator, copy_for_autograd
-from .gallery import render_gallery
+from .gallery import gallery_panels, render_gallery
 
-__all__ = ["ExplanationEvaluator", "copy_for_autograd", "render_gallery"]
+__all__ = ["ExplanationEvaluator", "copy_for_autograd", "gallery_panels", "render_gallery"]

@@ -25,9 +25,26 @@ def render_gallery(
     std,
     class_names: list[str] | None = None,
 ):
-    """Explain ``batch`` with each explainer and lay the overlays out in one figure.
+    """Explain ``batch`` with each explainer and lay the overlays out in one figure (rows =
+    images, columns = the image and the :func:`gallery_panels` maps)."""
+    return gallery_figure(*gallery_panels(model, batch, explainers, mean, std, class_names))
 
-    A method adds its own content through ``ExplainableMethod.gallery_extras(x) -> (texts, maps)``
+
+def gallery_panels(
+    model: torch.nn.Module,
+    batch: Mapping[str, Tensor],
+    explainers: Mapping[str, Any],
+    mean,
+    std,
+    class_names: list[str] | None = None,
+) -> tuple[Tensor, dict[str, Tensor], list[str]]:
+    """What a gallery shows: the ``[N,3,H,W]`` pixels in ``[0, 1]``, the named ``[N,1,H,W]``
+    maps (one column each) and one caption per image.
+
+    An explainer gives one column, its saliency; when its Explanation's extras hold
+    ``gallery_maps`` (column title → ``[B,1,H,W]`` in ``[0, 1]``) it gives those columns instead
+    (layer_heatmaps: its low / middle / high maps); a title an earlier column has is prefixed
+    with the explainer's name. A method adds its own content through ``ExplainableMethod.gallery_extras(x) -> (texts, maps)``
     (EAT: its sentence under each caption and its attribute maps as extra columns); the base
     class returns none. A plain backbone has no such hook and gets the explainers' columns only.
     """
@@ -35,10 +52,12 @@ def render_gallery(
     with torch.inference_mode(False):
         batch = copy_for_autograd(batch)
         x = batch["image"]
-        maps = {
-            name: explainer(model, x).saliency.detach().cpu()
-            for name, explainer in explainers.items()
-        }
+        maps: dict[str, Tensor] = {}
+        for name, explainer in explainers.items():
+            explanation = explainer(model, x)
+            own = (explanation.extras or {}).get("gallery_maps") or {name: explanation.saliency}
+            for title, m in own.items():
+                maps[title if title not in maps else f"{name}/{title}"] = m.detach().cpu()
         extras = getattr(model, "gallery_extras", None)
         if extras is not None:
             texts, own_maps = extras(x)
@@ -56,4 +75,4 @@ def render_gallery(
         captions = [f"y={name(int(t))}\np={name(int(p))}" for t, p in zip(label, pred, strict=True)]
     if texts:  # wrapped narrow enough to sit beside one image row
         captions = [c + "\n" + textwrap.fill(t, 28) for c, t in zip(captions, texts, strict=True)]
-    return gallery_figure(denormalize(x.detach().cpu(), mean, std), maps, captions)
+    return denormalize(x.detach().cpu(), mean, std), maps, captions

@@ -14,7 +14,21 @@ from torch import Tensor, nn
 
 from .base import Explanation, features_and_target, outside_inference_mode, upsample_to
 
-_REDUCTIONS = ("mean", "max")
+REDUCTIONS = ("mean", "max")
+
+
+def check_reduction(reduction: str) -> str:
+    """``reduction`` if it is one of :data:`REDUCTIONS`, else a ``ValueError`` listing them."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def channel_map(feats: Tensor, reduction: str = "mean") -> Tensor:
+    """``[B,K,P,Q]`` activations → ``[B,1,P,Q]``: their mean or max over the channels."""
+    if reduction == "mean":
+        return feats.mean(dim=1, keepdim=True)
+    return feats.amax(dim=1, keepdim=True)
 
 
 class ActivationMap:
@@ -29,19 +43,14 @@ class ActivationMap:
     """
 
     def __init__(self, reduction: str = "mean") -> None:
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-        self.reduction = reduction
+        self.reduction = check_reduction(reduction)
 
     def __call__(
         self, model: nn.Module, x: Tensor, target: Tensor | int | None = None
     ) -> Explanation:
         x, feats, target = features_and_target(model, x, target)
         with torch.inference_mode():
-            if self.reduction == "mean":
-                cam = feats.mean(dim=1, keepdim=True)
-            else:
-                cam = feats.amax(dim=1, keepdim=True)
+            cam = channel_map(feats, self.reduction)
             saliency = upsample_to(cam, x.shape[-2:])
         saliency, target, cam = outside_inference_mode(saliency, target, cam)
         return Explanation(

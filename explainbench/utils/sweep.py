@@ -46,6 +46,16 @@ def record_job_failure(err: BaseException, message: str) -> Path | None:
     return path
 
 
+def read_job_error(path: Path) -> tuple[str, str]:
+    """``(message on one line, overrides)`` of an ``error.txt`` written by
+    :func:`record_job_failure` (overrides ``"?"`` when the file lacks the line)."""
+    # the message may span lines: it ends at the overrides line record_job_failure writes
+    head = Path(path).read_text().split("\noverrides: ", 1)
+    message = " ".join(head[0].split())
+    overrides = head[1].split("\n", 1)[0] if len(head) > 1 else "?"
+    return message, overrides
+
+
 class FailedJobsSummary(Callback):
     """Ends a sweep in which some job failed with a list of those jobs and exit code 1."""
 
@@ -59,10 +69,7 @@ class FailedJobsSummary(Callback):
             return
         lines = [f"{len(failed)} sweep job(s) failed:"]
         for path in failed:
-            # the message may span lines: it ends at the overrides line record_job_failure writes
-            head = path.read_text().split("\noverrides: ", 1)
-            message = " ".join(head[0].split())
-            overrides = head[1].split("\n", 1)[0] if len(head) > 1 else "?"
+            message, overrides = read_job_error(path)
             lines.append(
                 f"  {path.parent}: {message} (overrides: {overrides}); traceback in {path}"
             )

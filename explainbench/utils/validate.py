@@ -60,6 +60,7 @@ TEXT_OR_NULL = Expected((str,), nullable=True)
 SCHEMA: dict[str, Expected] = {
     "seed": INT_OR_NULL,
     "train": FLAG,
+    "gallery_per_image": FLAG,
     "test": FLAG,
     "trainer.max_epochs": INT_OR_NULL,
     "trainer.min_epochs": INT_OR_NULL,
