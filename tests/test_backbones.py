@@ -20,6 +20,8 @@ SHAPES = [
     ("vgg16_7x7", 224, 7, 512, 32),
     ("alexnet", 224, 13, 256, 16),
     ("googlenet", 64, 2, 1024, 32),
+    ("ran56", 32, 4, 512, 8),  # cifar stem
+    ("ran92", 64, 2, 2048, 32),  # imagenet stem
 ]
 
 

@@ -21,6 +21,7 @@ from ..utils.checkpoint import load_checkpoint
 from ..utils.network import url_unreachable
 from . import torchvision_nets as tvn
 from .base import Backbone
+from .ran import RAN_MODULES, ran
 from .small_cnn import small_cnn
 
 # name -> (torchvision constructor, weights enum name, constructor kwargs, splitter)
@@ -35,7 +36,7 @@ _TORCHVISION: dict[str, tuple[Callable, str, dict, Callable]] = {
     ),
 }  # fmt: skip
 
-BACKBONES: tuple[str, ...] = ("small_cnn", *_TORCHVISION)
+BACKBONES: tuple[str, ...] = ("small_cnn", *_TORCHVISION, *RAN_MODULES)
 
 # Seconds the weights server gets to answer before an absent weights file is an error.
 WEIGHTS_PROBE_TIMEOUT_S = 5.0
@@ -63,7 +64,8 @@ def build_backbone(
             used) or a plain backbone state dict; loaded after ``weights``.
         trust_checkpoint: unpickle ``checkpoint`` fully, types outside the safe allow-list
             included (see :mod:`explainbench.utils.checkpoint`); only for files you trust.
-        **kwargs: extra builder arguments (e.g. ``widths`` for ``small_cnn``).
+        **kwargs: extra builder arguments (e.g. ``widths`` for ``small_cnn``, ``stem`` for
+            ``ran56``/``ran92``).
     """
     if name not in BACKBONES:
         raise ValueError(f"Unknown backbone '{name}'. Available: {', '.join(BACKBONES)}.")
@@ -73,6 +75,12 @@ def build_backbone(
                 "small_cnn has no pretrained torchvision weights: use backbone.checkpoint=<path>."
             )
         backbone = small_cnn(num_classes, **kwargs)
+    elif name in RAN_MODULES:
+        if weights:
+            raise ValueError(
+                f"{name} has no pretrained torchvision weights: use backbone.checkpoint=<path>."
+            )
+        backbone = ran(name, num_classes, **kwargs)
     else:
         ctor, enum_name, ctor_kwargs, split = _TORCHVISION[name]
         net = ctor(weights=None, **ctor_kwargs)

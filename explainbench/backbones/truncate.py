@@ -108,3 +108,30 @@ def _probe(module: nn.Module) -> tuple[int, int]:
     finally:
         module.train(training)
     return int(out.shape[1]), max(1, round(_PROBE_SIZE / out.shape[-1]))
+
+
+def stage_segments(backbone: Backbone, stages: list[str]) -> list[nn.Module]:
+    """``backbone``'s extractor cut into consecutive pieces ending at each of ``stages`` (names
+    of :func:`attach_stages`, in network order): piece 0 maps images to the first stage's
+    features, piece ``k`` the features of stage ``k - 1`` to those of stage ``k``; the last piece
+    ends at the explanation layer when the last stage is the backbone's last. The pieces share
+    the backbone's modules (no copies)."""
+    table = attach_stages(backbone)
+    ends = [table[name] for name in stages]
+    if ends != sorted(ends):
+        raise ValueError(f"stages must be in network order, got {stages}")
+    extractor = backbone.extractor
+    layers = extractor.layers if backbone.name == "googlenet" else extractor
+    if ends[-1] != len(layers):
+        raise ValueError(
+            f"stage '{stages[-1]}' is not the end of {backbone.name}'s extractor: the last piece "
+            "would drop its later layers"
+        )
+    if backbone.name == "googlenet":  # the trunk's input transform stays in front of the layers
+        first = copy.copy(extractor)
+        first._modules = dict(extractor._modules)
+        first.layers = layers[: ends[0]]
+    else:
+        first = layers[: ends[0]]
+    return [first, *(layers[a:b] for a, b in zip(ends, ends[1:], strict=False))]
+

@@ -33,6 +33,8 @@ class MaskIoU(ExplanationMetric):
         auc: ``"trapezoid"`` (default): trapezoid area over t divided by the threshold span
             (t_max − t_min), i.e. the mean height of the piecewise-linear curve; ``"mean"``: the
             plain mean over thresholds.
+        prefix: of the logged keys (``{prefix}_auc``, ``{prefix}@0.5``), so two IoU metrics
+            against different masks (``part_mask`` and ``mask``) can run side by side.
 
     Edge cases:
         * empty mask: IoU is undefined for a region that is not there; the image is skipped and
@@ -55,9 +57,11 @@ class MaskIoU(ExplanationMetric):
         thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
         report_at: Sequence[float] = (0.5,),
         auc: str = "trapezoid",
+        prefix: str = "iou",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.prefix = prefix
         self.mask_key = mask_key
         self.required_keys = (mask_key,)
         self.thresholds = tuple(float(t) for t in thresholds)
@@ -117,10 +121,10 @@ class MaskIoU(ExplanationMetric):
         if self.count == 0:
             raise self._empty("images (all masks empty?)")
         curve = self.iou_sum / self.count
-        out = {"iou_auc": self._area(curve)}
+        out = {f"{self.prefix}_auc": self._area(curve)}
         for r in self.report_at:
             i = min(range(len(self.thresholds)), key=lambda j: abs(self.thresholds[j] - r))
-            out[f"iou@{r:g}"] = curve[i]
+            out[f"{self.prefix}@{r:g}"] = curve[i]
         return out
 
     def compute_curve(self) -> tuple[Tensor, Tensor]:

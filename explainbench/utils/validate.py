@@ -102,6 +102,9 @@ SCHEMA: dict[str, Expected] = {
     "method.optimizer.momentum": NUMBER,
     "method.scheduler.T_max": INT,
     "method.label_smoothing": NUMBER,
+    # method=attention_net: atrous=yes would be the (true) string 'yes'
+    "method.attention.atrous": FLAG,
+    "method.attention.depth": INT_OR_NULL,
 }
 
 
