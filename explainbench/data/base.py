@@ -118,6 +118,8 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
     # True: ``label`` is float ``[num_classes]`` of independent 0/1 labels (CelebA's 40
     # attributes), not a long class index; methods read it from data_info
     multilabel: bool = False
+    # channels of ``image`` (MNIST may give 1); the backbone's input must match
+    channels: int = 3
     # names of the values of ``part_ids`` (index 0: background), for data with a part map
     part_names: list[str] | None = None
     # torchvision weights tag of classifiers trained on exactly this data (ImageNet: IMAGENET1K_V1);
@@ -177,6 +179,7 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
             std=self.std,
             annotations=self.annotations,
             multilabel=self.multilabel,
+            channels=self.channels,
         )
 
     # -- what subclasses implement ------------------------------------------------------------
