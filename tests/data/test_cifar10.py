@@ -116,6 +116,8 @@ def test_augmentation_is_a_padded_crop_and_flip_drawn_per_image():
         found.add(matches[0])
     assert len(found) > 8, "every image draws its own crop and flip"
     assert {flip for _, _, flip in found} == {False, True}
+    assert len({dy for dy, _, _ in found}) > 2 and len({dx for _, dx, _ in found}) > 2
+    assert any(dy != dx for dy, dx, _ in found), "the two offsets are drawn independently"
 
 
 def test_batched_and_single_fetch_agree_and_subset_keeps_the_index(root):
