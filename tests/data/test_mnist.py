@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from explainbench.data.info import DataInfo
 from explainbench.data.mnist import MNIST_MEAN, MNIST_STD, MNISTDataModule
 from explainbench.methods.build import build_method
+from explainbench.viz.overlay import gallery_figure
 
 from ..helpers import compose_cfg, run_cli, run_dirs
 
@@ -170,6 +171,14 @@ def test_grey_data_with_a_one_channel_small_cnn_runs(tmp_path):
     cfg.data.channels = 3
     with pytest.raises(ValueError, match=r"3-channel images .* takes 1-channel input"):
         build_method(cfg, instantiate(cfg.data))
+
+
+def test_gallery_shows_grey_images():
+    pixels = torch.rand(2, 1, 28, 28)
+    figure = gallery_figure(pixels, {"map": torch.rand(2, 1, 28, 28)})
+    shown = figure.axes[0].images[0].get_array()
+    assert shown.shape == (28, 28, 3)
+    np.testing.assert_allclose(shown[..., 2], pixels[0, 0].numpy())
 
 
 def test_data_info_of_old_checkpoints_reads_three_channels():
