@@ -52,7 +52,8 @@ class Batch(BatchKeys, total=False):
 
     Always present (:class:`BatchKeys`):
 
-    * ``image`` float ``[3,H,W]``, normalised with the data module's ``mean``/``std``;
+    * ``image`` float ``[3,H,W]``, normalised with the data module's ``mean``/``std``
+      (``[1,H,W]`` where the data module's ``channels`` is 1: MNIST with ``data.channels=1``);
     * ``label`` long ``[]``, the class index; on multi-label data (the data module's
       ``multilabel``, e.g. CelebA's 40 attributes) float ``[num_classes]`` of 0/1 labels;
     * ``index`` long ``[]``, the sample's index in its split (kept through ``data.subset``).

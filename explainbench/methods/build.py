@@ -67,7 +67,7 @@ def check_input_channels(backbone: Any, info: DataInfo, data_name: str = "the da
         raise ValueError(
             f"{data_name} gives {info.channels}-channel images (data.channels={info.channels}) but "
             f"backbone '{getattr(backbone, 'name', type(backbone).__name__)}' takes {wanted}-channel "
-            f"input: use data.channels={wanted}, or a backbone built for {info.channels} channels "
+            f"input: use data.channels={wanted}, or a backbone built for {info.channels}-channel input "
             f"(backbone=small_cnn backbone.in_channels={info.channels})."
         )
 
