@@ -26,9 +26,11 @@ from explainbench.methods.build import build_backbone_for_data, instantiate_meth
 
 from .data.test_attribute_folder import write_folder
 from .data.test_celeba import write_celeba
+from .data.test_cifar10 import write_cifar10
 from .data.test_cub import write_cub
 from .data.test_imagenet import write_imagenet
 from .data.test_inaturalist import write_inat
+from .data.test_mnist import write_mnist
 from .data.test_sun_attribute import write_sun
 from .helpers import CONF, TINY_DATA, compose_cfg, run_cli, run_dirs
 
@@ -56,6 +58,11 @@ def celeba(tmp: Path) -> list[str]:
     return [f"data.root={write_celeba(tmp / 'celeba')}", "data.image_size=16", *LOADER]
 
 
+def cifar10(tmp: Path) -> list[str]:
+    # 4 training images per class: one of them for validation
+    return [f"data.root={write_cifar10(tmp / 'cifar')}", "data.val_fraction=0.25", *LOADER]
+
+
 def cub(tmp: Path) -> list[str]:
     # 3 official training images per class: one of them for validation
     return [f"data.root={write_cub(tmp)}", *SMALL_IMAGES, "data.val_fraction=0.34", *LOADER]
@@ -72,6 +79,11 @@ def inaturalist(tmp: Path) -> list[str]:
     return [f"data.root={root}", *SMALL_IMAGES, "data.val_fraction=0.25", *LOADER]
 
 
+def mnist(tmp: Path) -> list[str]:
+    # 4 training digits per class: one of them for validation
+    return [f"data.root={write_mnist(tmp / 'mnist')}", "data.val_fraction=0.25", *LOADER]
+
+
 def sun_attribute(tmp: Path) -> list[str]:
     return [f"data.root={write_sun(tmp / 'sun')}", *SMALL_IMAGES, *ATTRIBUTE_SPLIT, *LOADER]
 
@@ -83,9 +95,11 @@ FIXTURES: dict[str, Callable[[Path], list[str]]] = {
     "an8flower_folder": an8flower_folder,
     "attribute_folder": attribute_folder,
     "celeba": celeba,
+    "cifar10": cifar10,
     "cub": cub,
     "imagenet": imagenet,
     "inaturalist": inaturalist,
+    "mnist": mnist,
     "sun_attribute": sun_attribute,
 }
 DATA_CONFIGS = sorted(path.stem for path in (CONF / "data").glob("*.yaml"))

@@ -38,6 +38,9 @@ class Backbone(nn.Module):
         # "torchvision:<tag>", "checkpoint:<path>" or None (random init); set by build_backbone
         self.source: str | None = None
 
+    # channels of the input images; builders of other inputs (small_cnn) set it
+    in_channels: int = 3
+
     @property
     def has_trained_weights(self) -> bool:
         """Whether the weights were loaded (torchvision or a checkpoint) rather than randomly

@@ -20,6 +20,7 @@ def small_cnn(
     widths: tuple[int, ...] = (16, 32, 64, 128),
     convs_per_stage: int = 2,
     dropout: float = 0.2,
+    in_channels: int = 3,
 ) -> Backbone:
     """VGG-style stages of ``convs_per_stage`` 3x3 conv+BN+ReLU, a 2x2 max-pool between stages.
 
@@ -27,9 +28,12 @@ def small_cnn(
     stride 8 (8x8 maps at 64 px): no pool follows it, since that would halve the resolution
     explanations are read from. The head is global average pooling + dropout + linear, so
     CAM-style maps are meaningful. The default widths keep a training step cheap on CPU.
+    ``in_channels``: 3 for RGB, 1 for grey images (MNIST with ``data.channels=1``).
     """
+    if in_channels < 1:
+        raise ValueError(f"backbone.in_channels must be >= 1, got {in_channels}")
     layers: list[nn.Module] = []
-    cin = 3
+    cin = in_channels
     for stage, width in enumerate(widths):
         if stage > 0:
             layers.append(nn.MaxPool2d(2))
@@ -40,4 +44,8 @@ def small_cnn(
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, num_classes)
     )
     stride = 2 ** (len(widths) - 1)
-    return Backbone(nn.Sequential(*layers), classifier, cin, stride, num_classes, name="small_cnn")
+    backbone = Backbone(
+        nn.Sequential(*layers), classifier, cin, stride, num_classes, name="small_cnn"
+    )
+    backbone.in_channels = in_channels
+    return backbone

@@ -52,7 +52,8 @@ class Batch(BatchKeys, total=False):
 
     Always present (:class:`BatchKeys`):
 
-    * ``image`` float ``[3,H,W]``, normalised with the data module's ``mean``/``std``;
+    * ``image`` float ``[3,H,W]``, normalised with the data module's ``mean``/``std``
+      (``[1,H,W]`` where the data module's ``channels`` is 1: MNIST with ``data.channels=1``);
     * ``label`` long ``[]``, the class index; on multi-label data (the data module's
       ``multilabel``, e.g. CelebA's 40 attributes) float ``[num_classes]`` of 0/1 labels;
     * ``index`` long ``[]``, the sample's index in its split (kept through ``data.subset``).
@@ -118,6 +119,8 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
     # True: ``label`` is float ``[num_classes]`` of independent 0/1 labels (CelebA's 40
     # attributes), not a long class index; methods read it from data_info
     multilabel: bool = False
+    # channels of ``image`` (MNIST may give 1); the backbone's input must match
+    channels: int = 3
     # names of the values of ``part_ids`` (index 0: background), for data with a part map
     part_names: list[str] | None = None
     # torchvision weights tag of classifiers trained on exactly this data (ImageNet: IMAGENET1K_V1);
@@ -177,6 +180,7 @@ class ExplainDataModule(PlainHyperparameters, L.LightningDataModule):
             std=self.std,
             annotations=self.annotations,
             multilabel=self.multilabel,
+            channels=self.channels,
         )
 
     # -- what subclasses implement ------------------------------------------------------------

@@ -8,7 +8,7 @@ its own on-disk layout into ``(path, label)`` lists; everything after that lives
 * :func:`require_dir`, :func:`require_file`, :func:`require_images` — one clear error naming
   the path and the expected layout, at construction or ``setup()``, not hours into a run;
 * :func:`check_ratios`, :func:`check_val_fraction`, :func:`stratified_split` (and its
-  vectorised :func:`stratified_split_index`), :func:`split_of` — the deterministic split rules
+  vectorised :func:`stratified_split_index`), :func:`carve_val`, :func:`split_of` — the deterministic split rules
   of datasets without an official split;
 * :class:`ImageListDataset`, :class:`Unreadable`, :func:`collate_skipping_none` — an
   unreadable image is logged, counted and left out of its batch, which names it under
@@ -143,6 +143,15 @@ def stratified_split(
     """The split name (``"train"``/``"val"``/``"test"``) of every sample; the rule is
     :func:`stratified_split_index`'s."""
     return [SPLITS[i] for i in stratified_split_index(keys, labels, ratios, seed).tolist()]
+
+
+def carve_val(labels: np.ndarray, ids: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of the validation samples: ``val_fraction`` of each class's training samples,
+    chosen by :func:`stratified_split_index` on the sample ids (image ids, row numbers; every
+    class keeps at least one training sample)."""
+    keys = [str(i) for i in np.asarray(ids).tolist()]
+    ratios = (1.0 - val_fraction, val_fraction, 0.0)
+    return stratified_split_index(keys, labels, ratios, seed) == SPLITS.index("val")
 
 
 def split_of(key: str, ratios: Sequence[float], seed: int = 0) -> str:

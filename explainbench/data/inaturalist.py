@@ -41,8 +41,7 @@ import torch
 from torch import Tensor
 
 from .annotated_images import AnnotatedImageDataset
-from .base import SPLITS
-from .folder import check_val_fraction, require_dir, require_file, stratified_split_index
+from .folder import carve_val, check_val_fraction, require_dir, require_file
 from .image_files import ImageFilesDataModule
 
 LAYOUT = (
@@ -158,15 +157,6 @@ def index_boxes(path: Path, file_names: np.ndarray) -> Tensor:
     boxes = np.concatenate([low, high], axis=1)
     boxes[~np.isfinite(boxes).all(1)] = np.nan
     return torch.from_numpy(boxes).float()
-
-
-def carve_val(labels: np.ndarray, ids: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of the validation images: ``val_fraction`` of each species' training images,
-    chosen by :func:`~explainbench.data.folder.stratified_split_index` on the image ids (every
-    species keeps at least one training image)."""
-    keys = [str(i) for i in np.asarray(ids).tolist()]
-    ratios = (1.0 - val_fraction, val_fraction, 0.0)
-    return stratified_split_index(keys, labels, ratios, seed) == SPLITS.index("val")
 
 
 class LazySamples(Sequence):

@@ -35,6 +35,8 @@ class DataInfo:
         annotations: the optional batch keys the data yields (``mask``, ``bbox``, ...), sorted.
         multilabel: ``label`` holds ``num_classes`` independent 0/1 labels per image (CelebA's
             40 attributes) instead of one class index; the method's loss and accuracy follow it.
+        channels: channels of the batches' ``image`` (3; MNIST with ``data.channels=1``: 1); the
+            backbone's input must match. Checkpoints written before it existed read as 3.
     """
 
     num_classes: int
@@ -46,6 +48,7 @@ class DataInfo:
     std: list[float] = IMAGENET_STD  # type: ignore[assignment]
     annotations: list[str] = ()  # type: ignore[assignment]
     multilabel: bool = False
+    channels: int = 3
 
     def __post_init__(self) -> None:
         # whatever the data module holds (tuples, frozensets, OmegaConf lists) becomes plain
@@ -58,6 +61,7 @@ class DataInfo:
         self.std = [float(v) for v in self.std]
         self.annotations = sorted(str(a) for a in self.annotations)
         self.multilabel = bool(self.multilabel)
+        self.channels = int(self.channels)
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
 

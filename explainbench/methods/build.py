@@ -59,6 +59,19 @@ def build_backbone_for_data(
     )
 
 
+def check_input_channels(backbone: Any, info: DataInfo, data_name: str = "the data") -> None:
+    """The data's image channels are the backbone's input channels, or one clear error (not a
+    convolution's shape error at the first batch)."""
+    wanted = getattr(backbone, "in_channels", 3)
+    if info.channels != wanted:
+        raise ValueError(
+            f"{data_name} gives {info.channels}-channel images (data.channels={info.channels}) but "
+            f"backbone '{getattr(backbone, 'name', type(backbone).__name__)}' takes {wanted}-channel "
+            f"input: use data.channels={wanted}, or a backbone built for {info.channels}-channel input "
+            f"(backbone=small_cnn backbone.in_channels={info.channels})."
+        )
+
+
 def instantiate_method(
     method_cfg: DictConfig,
     backbone: Any,
@@ -82,6 +95,7 @@ def build_method(cfg: DictConfig, datamodule: ExplainDataModule) -> ExplainableM
         type(datamodule).__name__,
         bool(cfg.get("trust_checkpoint")),
     )
+    check_input_channels(backbone, info, type(datamodule).__name__)
     build_config = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in CONFIG_KEYS}
     return instantiate_method(cfg.method, backbone, info, build_config)
 

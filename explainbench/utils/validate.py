@@ -93,6 +93,11 @@ SCHEMA: dict[str, Expected] = {
     "data.bias": NUMBER,
     "data.brightness": NUMBER,
     "data.val_fraction": NUMBER,
+    # CIFAR-10, MNIST; small_cnn's input channels (MNIST with data.channels=1)
+    "data.augment": FLAG,
+    "data.channels": INT,
+    "data.split_seed": INT,
+    "backbone.in_channels": INT,
     # CelebA: data.aligned=yes would be the (true) string 'yes'; data.target_attribute=1 an int
     "data.aligned": FLAG,
     "data.target_attribute": TEXT_OR_NULL,

@@ -37,6 +37,7 @@ def gallery_figure(
         maps: explainer name → ``[N,1,H,W]`` saliency in ``[0,1]``.
         captions: one line per image (e.g. "label: red, pred: red").
     """
+    pixels = pixels.expand(-1, 3, -1, -1)  # grey images (MNIST, data.channels=1) shown as RGB
     n, cols = pixels.shape[0], 1 + len(maps)
     fig, axes = plt.subplots(n, cols, figsize=(1.8 * cols, 1.8 * n), squeeze=False)
     for i in range(n):
