@@ -113,6 +113,9 @@ class CIFAR10DataModule(InMemoryDataModule):
         val_fraction, split_seed: the validation share of the training set and which images.
         augment: random 32x32 crop after 4 pixels of zero padding + horizontal flip for
             training (the usual CIFAR augmentation, used by the RAN paper).
+        image_size: side of the images the model sees; the 32x32 images (after the
+            augmentation) are resized to it, bilinear. Networks whose deepest stage would be 1x1
+            at 32 px (Inception-v1 with attention masks) train on upsampled CIFAR.
         **kwargs: loader settings, see :class:`~explainbench.data.base.ExplainDataModule`.
 
     The folder, its files and the class names are checked here; the images are read on first
@@ -128,11 +131,18 @@ class CIFAR10DataModule(InMemoryDataModule):
         val_fraction: float = 0.1,
         split_seed: int = 0,
         augment: bool = True,
+        image_size: int = SIDE,
         **kwargs,
     ) -> None:
         super().__init__(
-            val_fraction, split_seed, crop_padding=4 if augment else 0, hflip=augment, **kwargs
+            val_fraction,
+            split_seed,
+            crop_padding=4 if augment else 0,
+            hflip=augment,
+            resize_to=int(image_size),
+            **kwargs,
         )
+        self.image_size = int(image_size)
         self.folder = require_dir(Path(root) / FOLDER, "CIFAR-10 folder", LAYOUT)
         missing = [
             name

@@ -37,6 +37,8 @@ class InMemoryImages(Dataset):
             0 = off. Uses torch's global RNG, which DataLoader seeds per worker.
         hflip: random horizontal flip, p = 0.5.
         channels: output channels; a 1-channel image is repeated to 3 when ``channels=3``.
+        resize_to: side the images are resized to (bilinear, antialiased when shrinking) after
+            the augmentation; ``None``: their own size.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class InMemoryImages(Dataset):
         crop_padding: int = 0,
         hflip: bool = False,
         channels: int | None = None,
+        resize_to: int | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(
@@ -72,6 +75,7 @@ class InMemoryImages(Dataset):
         self._scale = torch.tensor([255.0 * s for s in std]).view(1, -1, 1, 1)
         self.crop_padding = int(crop_padding)
         self.hflip = hflip
+        self.resize_to = resize_to if resize_to != images.shape[-1] else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -89,7 +93,13 @@ class InMemoryImages(Dataset):
         images = self.augment(self.images[rows])
         if images.shape[1] != self.channels:
             images = images.expand(-1, self.channels, -1, -1)
-        images = (images.float() - self._shift) / self._scale
+        images = images.float()
+        if self.resize_to is not None:
+            images = torch.nn.functional.interpolate(
+                images, size=(self.resize_to, self.resize_to), mode="bilinear",
+                align_corners=False, antialias=self.resize_to < images.shape[-1],
+            )  # fmt: skip
+        images = (images - self._shift) / self._scale
         labels = self.labels[rows]
         return [
             {"image": image, "label": label, "index": i}
@@ -145,9 +155,13 @@ class InMemoryDataModule(ExplainDataModule):
         crop_padding: int = 0,
         hflip: bool = False,
         channels: int = 3,
+        resize_to: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if resize_to is not None and resize_to < 1:
+            raise ValueError(f"data.image_size must be a positive side in pixels, got {resize_to}")
+        self.resize_to = resize_to
         self.val_fraction = check_val_fraction(val_fraction)
         self.split_seed = int(split_seed)
         if crop_padding < 0:
@@ -181,4 +195,5 @@ class InMemoryDataModule(ExplainDataModule):
             crop_padding=self.crop_padding if augment else 0,
             hflip=self.hflip and augment,
             channels=self.channels,
+            resize_to=self.resize_to,
         )

@@ -75,6 +75,26 @@ def test_test_sample_is_the_normalised_row(root):
     assert set(sample) == {"image", "label", "index"} and dm.annotations == frozenset()
 
 
+def test_image_size_resizes_the_normalised_row_bilinearly(root):
+    """data.image_size=64 (attention_stages_cifar10: googlenet's masks need 64 px): a pixel of
+    the upsampled image is the bilinear blend of its 2x2 source pixels (half-pixel centres)."""
+    dm = CIFAR10DataModule(str(root), augment=False, image_size=64)
+    rows, _ = official_rows(TEST_SIZE, seed=0)
+    image = dm.dataset("test")[3]["image"]
+    assert tuple(image.shape) == (3, 64, 64)
+    pixels = torch.from_numpy(rows[3]).double().view(3, 32, 32)
+    # output pixel (y, x) = (9, 20) sits at source (4.25, 9.75): rows 4/5 weights 3/4, 1/4,
+    # columns 9/10 weights 1/4, 3/4
+    c = 1
+    expected = (
+        0.75 * (0.25 * pixels[c, 4, 9] + 0.75 * pixels[c, 4, 10])
+        + 0.25 * (0.25 * pixels[c, 5, 9] + 0.75 * pixels[c, 5, 10])
+    ) / 255
+    value = image[c, 9, 20].double() * CIFAR10_STD[c] + CIFAR10_MEAN[c]
+    assert abs(value.item() - expected.item()) < 1e-5
+    assert tuple(CIFAR10DataModule(str(root)).dataset("train")[0]["image"].shape) == (3, 32, 32)
+
+
 def test_val_is_carved_from_train_per_class_and_fixed_by_the_seed(root):
     dm = CIFAR10DataModule(str(root), val_fraction=0.25)
     train, val = dm.dataset("train"), dm.dataset("val")
