@@ -30,15 +30,24 @@ def render_gallery(
     A method adds its own content through ``ExplainableMethod.gallery_extras(x) -> (texts, maps)``
     (EAT: its sentence under each caption and its attribute maps as extra columns); the base
     class returns none. A plain backbone has no such hook and gets the explainers' columns only.
+    An explainer adds columns through ``extras["gallery_maps"]`` (name → ``[B,1,H,W]``) and
+    caption text through ``extras["gallery_text"]`` (one string per image).
     """
     texts: list[str] = []
     with torch.inference_mode(False):
         batch = copy_for_autograd(batch)
         x = batch["image"]
-        maps = {
-            name: explainer(model, x).saliency.detach().cpu()
-            for name, explainer in explainers.items()
-        }
+        maps = {}
+        explainer_texts = []
+        for name, explainer in explainers.items():
+            explanation = explainer(model, x)
+            maps[name] = explanation.saliency.detach().cpu()
+            # an explainer's own columns and caption text (relevant_features: each filter's map
+            # and its layer:filter name, as the paper's Fig. 1)
+            for key, m in explanation.extras.get("gallery_maps", {}).items():
+                maps[f"{name} {key}"] = m.detach().cpu()
+            if "gallery_text" in explanation.extras:
+                explainer_texts.append(explanation.extras["gallery_text"])
         extras = getattr(model, "gallery_extras", None)
         if extras is not None:
             texts, own_maps = extras(x)
@@ -54,6 +63,8 @@ def render_gallery(
         captions = [f"p={name(int(p))}\ny={int(t[p])}" for t, p in zip(label, pred, strict=True)]
     else:
         captions = [f"y={name(int(t))}\np={name(int(p))}" for t, p in zip(label, pred, strict=True)]
+    for extra in explainer_texts:
+        texts = [f"{t} {e}".strip() for t, e in zip(texts or [""] * len(extra), extra, strict=True)]
     if texts:  # wrapped narrow enough to sit beside one image row
         captions = [c + "\n" + textwrap.fill(t, 28) for c, t in zip(captions, texts, strict=True)]
     return gallery_figure(denormalize(x.detach().cpu(), mean, std), maps, captions)
