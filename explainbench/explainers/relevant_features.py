@@ -123,8 +123,10 @@ class RelevantFeatures:
             offsets[layer.name] = start
             start += layer.channels
         batch, k = x.shape[0], min(self.top_k, len(index))
-        maps = torch.zeros(batch, self.top_k, *x.shape[-2:], device=x.device)
         with torch.inference_mode(False), torch.enable_grad():
+            # ordinary tensors even under an outer inference mode (Lightning validation)
+            maps = torch.zeros(batch, self.top_k, *x.shape[-2:], device=x.device, dtype=x.dtype)
+            values = torch.zeros(batch, self.top_k, device=x.device)
             leaf = x.detach().clone().requires_grad_(True)
             with (
                 backprop_rules(model, "guided", self.stride_fix, self.functional),
@@ -143,9 +145,8 @@ class RelevantFeatures:
                         with torch.no_grad():
                             m = normalize_per_image(reduce_channels(grad, self.reduction))
                             maps[:, rank] = m[:, 0] * (top.values[:, rank] > 0)[:, None, None]
-        saliency = maps.amax(dim=1, keepdim=True).detach()
-        values = torch.zeros(batch, self.top_k, device=x.device)
-        values[:, :k] = top.values.detach()
+            values[:, :k] = top.values.detach()
+            saliency = maps.amax(dim=1, keepdim=True).detach()
         names = [
             [
                 f"{index[int(i)][0]}:{index[int(i)][1]}" if v > 0 else ""
