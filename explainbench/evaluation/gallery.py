@@ -43,8 +43,9 @@ def gallery_panels(
 
     An explainer gives one column, its saliency; when its Explanation's extras hold
     ``gallery_maps`` (column title → ``[B,1,H,W]`` in ``[0, 1]``) it gives those columns instead
-    (layer_heatmaps: its low / middle / high maps); a title an earlier column has is prefixed
-    with the explainer's name. A method adds its own content through ``ExplainableMethod.gallery_extras(x) -> (texts, maps)``
+    (layer_heatmaps: its low / middle / high maps; relevant_features: its map and each
+    filter's); a title an earlier column has is prefixed with the explainer's name, and
+    ``extras["gallery_text"]`` (one string per image) is added to the captions. A method adds its own content through ``ExplainableMethod.gallery_extras(x) -> (texts, maps)``
     (EAT: its sentence under each caption and its attribute maps as extra columns); the base
     class returns none. A plain backbone has no such hook and gets the explainers' columns only.
     """
@@ -53,11 +54,15 @@ def gallery_panels(
         batch = copy_for_autograd(batch)
         x = batch["image"]
         maps: dict[str, Tensor] = {}
+        explainer_texts = []
         for name, explainer in explainers.items():
             explanation = explainer(model, x)
             own = (explanation.extras or {}).get("gallery_maps") or {name: explanation.saliency}
             for title, m in own.items():
                 maps[title if title not in maps else f"{name}/{title}"] = m.detach().cpu()
+            # caption text (relevant_features: each filter's layer:filter name, the paper's Fig. 1)
+            if "gallery_text" in (explanation.extras or {}):
+                explainer_texts.append(explanation.extras["gallery_text"])
         extras = getattr(model, "gallery_extras", None)
         if extras is not None:
             texts, own_maps = extras(x)
@@ -73,6 +78,8 @@ def gallery_panels(
         captions = [f"p={name(int(p))}\ny={int(t[p])}" for t, p in zip(label, pred, strict=True)]
     else:
         captions = [f"y={name(int(t))}\np={name(int(p))}" for t, p in zip(label, pred, strict=True)]
+    for extra in explainer_texts:
+        texts = [f"{t} {e}".strip() for t, e in zip(texts or [""] * len(extra), extra, strict=True)]
     if texts:  # wrapped narrow enough to sit beside one image row
         captions = [c + "\n" + textwrap.fill(t, 28) for c, t in zip(captions, texts, strict=True)]
     return denormalize(x.detach().cpu(), mean, std), maps, captions

@@ -145,6 +145,8 @@ def load_method(
         OmegaConf.create(build_config["method"]), backbone, info, build_config
     )
     method.load_state_dict(blob["state_dict"])
+    # where it came from, for files fitted next to the checkpoint (relevant_features.pt)
+    method.checkpoint_path = str(path)
     return method.eval()
 
 

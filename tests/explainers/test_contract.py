@@ -16,6 +16,7 @@ from explainbench.explainers.activation import ActivationMap
 from explainbench.explainers.gradcam import GradCAM, GradCAMPlusPlus
 from explainbench.explainers.scorecam import ScoreCAM
 from explainbench.utils.paths import CONF_DIR
+from tests.relevant_features.fitting import fit_on_images
 
 FILES = sorted(p for p in (CONF_DIR / "explainers").glob("*.yaml") if p.stem != "default")
 NAMES = [p.stem for p in FILES]
@@ -36,10 +37,14 @@ def name(request) -> str:
 
 
 @pytest.fixture
-def model(toy_backbone):
+def model(toy_backbone, make_images, tmp_path):
     """The toy backbone with a built-in explanation (its Grad-CAM), so the ``method`` explainer
-    is held to the same contract as the post-hoc ones."""
+    is held to the same contract as the post-hoc ones, and relevant features fitted next to
+    its (pretend) checkpoint, for ``relevant_features`` (``path: auto``)."""
     toy_backbone.explain = lambda x, target=None: GradCAM()(toy_backbone, x, target)
+    toy_backbone.checkpoint_path = str(tmp_path / "last.ckpt")
+    fit_on_images(toy_backbone, make_images(batch=32, size=32, seed=7),
+                  tmp_path / "relevant_features.pt")  # fmt: skip
     return toy_backbone
 
 
