@@ -1,7 +1,7 @@
 """Average images of the relevant filters of each class (Oramas et al., ICLR 2019, Fig. 5).
 
     python scripts/relevant_features_average_images.py --ckpt <run>/checkpoints/last.ckpt \\
-        --features <relevant-features file> --out average_images.png
+        [--features <relevant-features file>] --out average_images.png
 
 For class ``j`` the relevant filters are the top ``--top-k`` entries of ``W[:, j]`` that are
 positive (as in the relevant_features explainer). For each, over the chosen split, every image
@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from explainbench.data.info import DataInfo  # noqa: E402
 from explainbench.explainers.receptive_field import Geometry, layer_geometry  # noqa: E402
 from explainbench.methods.build import load_method, stored_datamodule  # noqa: E402
+from explainbench.relevant_features.store import check_features_match, default_path  # noqa: E402
 from explainbench.utils.image import denormalize  # noqa: E402
 
 FEATURE_KEYS = ("W", "index", "layers", "mu", "num_classes", "checkpoint")
@@ -98,15 +99,20 @@ def top_patches(
     filters: dict[int, list[tuple[str, int]]],
     patches: int = 100,
     same_class: bool = True,
+    read_at: dict[str, str] | None = None,
 ) -> dict[tuple[int, str, int], tuple[Tensor, Tensor]]:
     """``{(class, layer, filter): (responses [n], crops [n, C, r_h, r_w])}`` of the ``patches``
     images with the highest maximum response (``same_class``: images of that class only),
-    highest first, over ``batches`` of ``{"image", "label"}`` (normalised images)."""
+    highest first, over ``batches`` of ``{"image", "label"}`` (normalised images).
+    ``read_at`` (layer → module): where a layer's response is read, as the fitting read it
+    (a conv's BN + ReLU output; the features file's ``read_at``); default the layer itself.
+    BN and ReLU keep the receptive field, so the crop uses the layer's geometry."""
     geometry = layer_geometry(model)
     layers = sorted({layer for chosen in filters.values() for layer, _ in chosen})
+    read_at = read_at or {}
     outputs: dict[str, Tensor] = {}
     handles = [
-        model.get_submodule(name).register_forward_hook(
+        model.get_submodule(read_at.get(name, name)).register_forward_hook(
             lambda m, i, o, name=name: outputs.__setitem__(name, o.detach().cpu())
         )
         for name in layers
@@ -173,7 +179,8 @@ def plot(averages: dict, filters: dict, info: DataInfo, out: str, class_names=No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True, help="checkpoint the features were fitted on")
-    parser.add_argument("--features", required=True, help="the fitted relevant-features file")
+    parser.add_argument("--features", default=None,
+                        help="the fitted relevant-features file (default: next to --ckpt)")  # fmt: skip
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--top-k", type=int, default=3, help="relevant filters per class")
     parser.add_argument("--patches", type=int, default=100, help="best images per filter")
@@ -186,12 +193,15 @@ def main() -> None:
 
     model = load_method(args.ckpt)
     info = DataInfo.from_dict(model.build_config["data_info"])
-    blob = load_features(args.features, info.num_classes)
+    features = args.features or default_path(args.ckpt)
+    blob = load_features(features, info.num_classes)
+    check_features_match(blob, model, features)  # fitted on these weights
     filters = relevant_filters(blob["W"], blob["index"], args.top_k)
+    read_at = dict(zip(blob["layers"], blob.get("read_at", blob["layers"]), strict=True))
     datamodule = stored_datamodule(model, batch_size=args.batch_size, train_size=args.train_size)
     loader = DataLoader(datamodule.dataset(args.split), batch_size=args.batch_size,
                         collate_fn=datamodule.collate_fn)  # fmt: skip
-    kept = top_patches(model, loader, filters, args.patches, args.images == "class")
+    kept = top_patches(model, loader, filters, args.patches, args.images == "class", read_at)
     averages = {key: average_image(crops) for key, (_, crops) in kept.items()}
     plot(averages, filters, info, args.out, getattr(info, "class_names", None))
     print(f"checkpoint: {args.ckpt}\nfeatures: {args.features} (mu {blob['mu']:g})")

@@ -112,8 +112,11 @@ def test_end_to_end_on_a_tiny_checkpoint(tmp_path):
     index = [[n, f] for n, size in zip(layers, sizes, strict=True) for f in range(size)]
     classes = model.backbone.num_classes
     w = torch.rand(len(index), classes, generator=torch.Generator().manual_seed(0)) - 0.3
+    from explainbench.relevant_features.store import model_fingerprint
+
     torch.save({"W": w, "index": index, "layers": layers, "mu": 10.0, "num_classes": classes,
-                "checkpoint": str(ckpt)}, tmp_path / "features.pt")  # fmt: skip
+                "checkpoint": str(ckpt), "fingerprint": model_fingerprint(model)},
+               tmp_path / "features.pt")  # fmt: skip
     out = tmp_path / "average.png"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--ckpt", str(ckpt), "--features",

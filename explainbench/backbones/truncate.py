@@ -9,7 +9,9 @@ Stage names per backbone (the extractor is cut right after the named stage):
   convolutions between two max-pools (the pool that follows a stage is cut off with the rest).
   Defaults: ``small_cnn`` the stage before its last (stride 4, 16x16 maps at 64 px), ``vgg16``
   ``stage4`` (conv4_3, stride 8), ``alexnet`` ``stage2`` (conv2, stride 8);
-* ``googlenet``: ``inception3b``, ``inception4e``, ``inception5b`` (default ``inception4e``).
+* ``googlenet``: ``inception3b``, ``inception4e``, ``inception5b`` (default ``inception4e``);
+* ``ran56`` / ``ran92``: ``stage1`` .. ``stage4``, each ending after its last attention module
+  (the last: the rest of the stack).
 """
 
 from __future__ import annotations
@@ -51,12 +53,24 @@ def _pooled_stages(layers: nn.Sequential) -> dict[str, int]:
     return {f"stage{i + 1}": end for i, end in enumerate(ends)}
 
 
+def _attention_stages(layers: nn.Sequential) -> dict[str, int]:
+    """``stageN`` → modules kept, for Wang et al.'s attention stacks (ran56 / ran92): a stage
+    ends after its last attention module; the last stage is the rest of the stack."""
+    from .attention import ResidualAttention  # truncate is imported by the attention modules' users
+
+    kinds = [isinstance(m, ResidualAttention) for m in layers]
+    ends = [i + 1 for i in range(len(kinds) - 1) if kinds[i] and not kinds[i + 1]]
+    return {f"stage{i + 1}": end for i, end in enumerate([*ends, len(layers)])}
+
+
 def attach_stages(backbone: Backbone) -> dict[str, int]:
     """The stage names of ``backbone`` and the number of extractor modules each keeps."""
     if backbone.name.startswith("resnet"):
         return dict(_RESNET_STAGES)
     if backbone.name == "googlenet":
         return dict(_GOOGLENET_STAGES)
+    if backbone.name.startswith("ran"):
+        return _attention_stages(backbone.extractor)
     if isinstance(backbone.extractor, nn.Sequential):
         return _pooled_stages(backbone.extractor)
     raise ValueError(f"Backbone '{backbone.name}' has no named stages to attach a module to.")
@@ -134,4 +148,3 @@ def stage_segments(backbone: Backbone, stages: list[str]) -> list[nn.Module]:
     else:
         first = layers[: ends[0]]
     return [first, *(layers[a:b] for a, b in zip(ends, ends[1:], strict=False))]
-

@@ -187,6 +187,9 @@ DEFAULTS = {
     "vgg16_7x7": ("extractor.3", "extractor.15", "extractor.29"),
     "alexnet": ("extractor.1", "extractor.4", "extractor.11"),
     "googlenet": ("extractor.layers.6", "extractor.layers.12", "extractor.layers.15"),
+    # after the first and third attention stage, and the final BN-ReLU
+    "ran56": ("extractor.2", "extractor.6", "extractor.11"),
+    "ran92": ("extractor.5", "extractor.12", "extractor.17"),
 }
 # cheap enough to run on CPU at a small input; the others are resolved on the meta device
 RUN = {"small_cnn": 32, "resnet18": 64, "alexnet": 64}
