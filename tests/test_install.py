@@ -34,6 +34,7 @@ def test_console_scripts_are_declared():
     assert scripts == {
         "explainbench-train": "explainbench.train:main",
         "explainbench-evaluate": "explainbench.evaluate:main",
+        "explainbench-report": "explainbench.report:main",
     }
 
 

@@ -199,6 +199,7 @@ def test_a_pickle_that_would_run_code_is_refused(root):
         CIFAR10DataModule(str(root)).setup("test")
 
 
+@pytest.mark.slow  # ~10-20 s; the fast suite trains MNIST from the CLI, the same in-memory base
 def test_train_and_test_from_the_cli(tmp_path):
     root = write_cifar10(tmp_path / "data")
     args = [

@@ -37,7 +37,8 @@ STAGES = {
     "backbone",
     [
         "small_cnn",
-        "resnet18",
+        # ~15-30 s each on 2 cores: the fast suite keeps small_cnn, which has the same stages
+        pytest.param("resnet18", marks=pytest.mark.slow),
         pytest.param("googlenet", marks=pytest.mark.slow),
         pytest.param("resnet50", marks=pytest.mark.slow),
     ],
