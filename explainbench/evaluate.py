@@ -134,7 +134,7 @@ class Report:
     def __init__(self, cfg: DictConfig, command: str) -> None:
         self.run_dir = Path(cfg.paths.output_dir)
         self.command = command
-        self.title = f"{Path(cfg.ckpt_path).name}"
+        self.title = Path(cfg.ckpt_path).name
         self.per_image = bool(cfg.get("gallery_per_image"))
 
     def __call__(self, task, results: dict[str, dict[str, float]], gallery: dict | None) -> None:
