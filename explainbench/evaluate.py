@@ -16,21 +16,25 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
+import matplotlib.pyplot as plt
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from .evaluation import ExplanationEvaluator, gallery_panels
+from .evaluation.task import EvaluationTask
 from .methods.build import load_method
-from .utils.instantiate import instantiate_named_dict
+from .train import check_multirun_strategy
+from .utils.devices import check_devices
+from .utils.instantiate import instantiate_named, instantiate_named_dict
 from .utils.markdown import markdown_table
 from .utils.paths import CONF_DIR
 from .utils.run import task_wrapper, write_metrics
 from .utils.validate import validate_config
 from .utils.writable_paths import check_output_paths
-from .viz import gallery_figure, save_figure
+from .viz import figure_to_array, gallery_figure, save_figure
 
 log = logging.getLogger("explainbench")
 
@@ -122,20 +126,88 @@ def print_results(results: dict[str, dict[str, float]], title: str) -> None:
     Console(width=max(120, 11 * len(header))).print(table)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+class Report:
+    """What rank 0 does with the results (called by :class:`EvaluationTask` once, on global
+    rank 0, inside the worker under ``ddp_spawn``): the files, the printed table, the loggers.
+    A picklable object rather than a closure, for ``ddp_spawn``."""
+
+    def __init__(self, cfg: DictConfig, command: str) -> None:
+        self.run_dir = Path(cfg.paths.output_dir)
+        self.command = command
+        self.title = Path(cfg.ckpt_path).name
+        self.per_image = bool(cfg.get("gallery_per_image"))
+
+    def __call__(self, task, results: dict[str, dict[str, float]], gallery: dict | None) -> None:
+        run_dir, dm = self.run_dir, task.datamodule
+        run_dir.mkdir(parents=True, exist_ok=True)  # paths.output_dir may be a new folder
+        write_results(run_dir, results, self.command)
+        log_results_table(task.loggers, results)
+        if gallery is not None:
+            pixels, maps, captions = gallery_panels(
+                task.method,
+                gallery,
+                task.evaluator.explainers,
+                dm.mean,
+                dm.std,
+                getattr(dm, "class_names", None),
+            )
+            wants_rows = self.per_image or any(isinstance(lg, WandbLogger) for lg in task.loggers)
+            rows = []  # one figure per image: gallery/<index>.png and the W&B images
+            for i, index in enumerate(gallery["index"].tolist() if wants_rows else []):
+                row = {title: m[i : i + 1] for title, m in maps.items()}
+                rows.append((index, gallery_figure(pixels[i : i + 1], row, captions[i : i + 1])))
+            log_gallery(task.loggers, rows, captions)
+            save_figure(gallery_figure(pixels, maps, captions), run_dir / "gallery.png")
+            for index, fig in rows:
+                if self.per_image:
+                    save_figure(fig, run_dir / "gallery" / f"{index}.png")
+                else:
+                    plt.close(fig)
+        n = len(dm.dataset("test"))
+        print_results(results, f"{n} test images, {self.title}")
+        print(f"run_dir: {run_dir}", flush=True)
+
+
+def log_results_table(loggers, results: dict[str, dict[str, float]]) -> None:
+    """Every logger gets the per-explainer scalars (``test/<metric>/<explainer>``, as train.py
+    logs them), from rank 0 only (they are already reduced over processes); W&B loggers also
+    get the table as a ``wandb.Table`` (key ``test/results``)."""
+    header, rows = results_table(results)
+    flat = {f"test/{k}/{name}": v for name, row in results.items() for k, v in row.items()}
+    for logger in loggers:
+        logger.log_metrics(flat, step=0)
+        logger.save()
+        if isinstance(logger, WandbLogger):
+            logger.log_table(key="test/results", columns=header, data=rows)
+
+
+def log_gallery(loggers, rows: list, captions: list[str]) -> None:
+    """One ``wandb.Image`` per gallery row (the image and its maps), captioned
+    ``index <i>: y=<label> p=<prediction>``, under ``test/gallery``."""
+    wandb_loggers = [lg for lg in loggers if isinstance(lg, WandbLogger)]
+    if not wandb_loggers:
+        return
+    images = [figure_to_array(fig) for _, fig in rows]
+    texts = [
+        f"index {index}: " + " ".join(c.split())
+        for (index, _), c in zip(rows, captions, strict=True)
+    ]
+    for logger in wandb_loggers:
+        logger.log_image(key="test/gallery", images=images, caption=texts)
 
 
 def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
+    """Explain the test split with every explainer, score with every metric, write the
+    results; through a Lightning ``Trainer`` (``cfg.trainer``), so ``trainer=ddp`` shards it.
+    Returns the results on global rank 0 of this process ({} on other ranks, and in the
+    launching process of ``ddp_spawn``, whose workers write the files)."""
     validate_config(cfg)
     check_output_paths(cfg)
+    check_multirun_strategy(cfg)
+    check_devices(cfg.trainer)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    device = pick_device(cfg.device)
     model = load_method(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
-    model.to(device)
     datamodule = hydra.utils.instantiate(data_config(cfg, model.build_config))
     if datamodule.num_classes != model.data_info.num_classes:
         raise ValueError(
@@ -151,50 +223,21 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     evaluator = ExplanationEvaluator(
         explainers, metrics, datamodule.mean, datamodule.std, datamodule.annotations
     )
-    evaluator.to(device)
-
-    from rich.progress import Progress
-
-    loader = datamodule.test_dataloader()
-    gallery = None
-    with Progress(transient=False) as progress:
-        task = progress.add_task("explaining", total=len(loader.dataset))
-        for batch in loader:
-            batch = {
-                k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
-            }
-            if gallery is None:
-                gallery = {
-                    k: v[: cfg.gallery_images]
-                    for k, v in batch.items()
-                    if isinstance(v, torch.Tensor)
-                }
-            evaluator.update(model, batch)
-            progress.advance(task, batch["image"].shape[0])
-    results = evaluator.compute()
-
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)  # paths.output_dir may be overridden to a new folder
     command = "python evaluate.py " + " ".join(HydraConfig.get().overrides.task)
-    write_results(run_dir, results, command)
-    if gallery is not None and cfg.gallery_images:
-        pixels, maps, captions = gallery_panels(
-            model,
-            gallery,
-            explainers,
-            datamodule.mean,
-            datamodule.std,
-            getattr(datamodule, "class_names", None),
-        )
-        save_figure(gallery_figure(pixels, maps, captions), run_dir / "gallery.png")
-        if cfg.get("gallery_per_image"):  # the same rows, one file each: gallery/<index>.png
-            for i, index in enumerate(gallery["index"].tolist()):
-                row = {title: m[i : i + 1] for title, m in maps.items()}
-                fig = gallery_figure(pixels[i : i + 1], row, captions[i : i + 1])
-                save_figure(fig, run_dir / "gallery" / f"{index}.png")
-    print_results(results, f"{len(loader.dataset)} test images, {Path(cfg.ckpt_path).name}")
-    print(f"run_dir: {run_dir}", flush=True)
-    return results
+    task = EvaluationTask(model, evaluator, datamodule, cfg.gallery_images, Report(cfg, command))
+    loggers = instantiate_named(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, logger=loggers or False, enable_model_summary=False
+    )
+    resolved = {
+        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        for k, v in cfg.items()
+        if k != "hydra"
+    }
+    for logger in trainer.loggers:
+        logger.log_hyperparams(resolved)
+    trainer.test(task, verbose=False)
+    return task.results if trainer.is_global_zero else {}
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate.yaml")

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from .methods.build import build_method
 from .methods.frozen_classifier import ensure_frozen_classifier
 from .utils.checkpoint_fit import check_checkpoint_fits
+from .utils.devices import check_devices
 from .utils.instantiate import instantiate_named
 from .utils.outcome import checkpoint_to_test, optimized_metric_value
 from .utils.paths import CONF_DIR
@@ -52,6 +53,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     validate_config(cfg)
     check_output_paths(cfg)
     check_multirun_strategy(cfg)
+    check_devices(cfg.trainer)
     ensure_frozen_classifier(
         cfg
     )  # before seeding: a classifier trained here leaves the RNG as a cached one

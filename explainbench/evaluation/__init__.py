@@ -1,7 +1,8 @@
 """The benchmark engine: explainers × metrics over batches, and the heatmap gallery.
 
-Pure torch, no Lightning: evaluate.py drives it directly, the callbacks in
-:mod:`explainbench.callbacks` drive it from Lightning's hooks.
+The evaluator is pure torch: evaluate.py drives it through the thin LightningModule of
+:mod:`.task` (a Lightning test loop, so DDP strategies shard it), the callbacks in
+:mod:`explainbench.callbacks` from Lightning's hooks.
 """
 
 from .evaluator import ExplanationEvaluator, copy_for_autograd
