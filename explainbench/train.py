@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from .methods.build import build_method
 from .methods.frozen_classifier import ensure_frozen_classifier
 from .utils.checkpoint_fit import check_checkpoint_fits
+from .utils.extras import require_extras
 from .utils.instantiate import instantiate_named
 from .utils.outcome import checkpoint_to_test, optimized_metric_value
 from .utils.paths import CONF_DIR
@@ -32,9 +33,14 @@ def check_multirun_strategy(cfg: DictConfig) -> None:
     """``strategy=ddp`` re-launches the script per device; inside a sweep every child would
     re-run the whole sweep. Fail before anything starts."""
     try:
-        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        hydra_cfg = HydraConfig.get()
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        launcher = str(hydra_cfg.launcher.get("_target_", ""))
     except ValueError:  # not under Hydra (e.g. called from a notebook)
-        multirun = False
+        multirun, launcher = False, ""
+    if launcher.endswith("SlurmLauncher"):
+        # each job is its own SLURM job whose tasks are the DDP processes: nothing re-launches
+        return
     strategy = cfg.trainer.get("strategy")
     strategy = str(
         strategy.get("_target_", "") if isinstance(strategy, DictConfig) else strategy or ""
@@ -106,6 +112,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     return final
 
 
+@require_extras
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train.yaml")
 @task_wrapper
 def main(cfg: DictConfig) -> float | None:
