@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import wraps
 
+import yaml
+
 from .paths import CONF_DIR
 
 
@@ -44,14 +46,17 @@ PLUGIN_GROUPS = ("hydra/launcher", "hydra/sweeper", "hparams_search")
 
 def selected_text(override: str) -> str | None:
     """The text that decides which plugin ``override`` selects: the option name, plus the
-    preset file's text when it is one of ours (hparams_search=an8flower_optuna names optuna
-    inside). None for an override of another group."""
+    defaults list of the preset when it is one of ours (hparams_search=an8flower_optuna
+    selects the optuna sweeper there; comments do not count). None for another group."""
     key, sep, value = override.partition("=")
     group = key.lstrip("+~")
     if not sep or group not in PLUGIN_GROUPS:
         return None
     preset = CONF_DIR / group / f"{value}.yaml"
-    return value + (preset.read_text() if preset.is_file() else "")
+    defaults = (
+        (yaml.safe_load(preset.read_text()) or {}).get("defaults") if preset.is_file() else []
+    )
+    return " ".join([value, *map(str, defaults or [])])
 
 
 def missing_extra(overrides: Sequence[str]) -> str | None:
