@@ -22,6 +22,7 @@ from .utils.extras import require_extras
 from .utils.instantiate import instantiate_named
 from .utils.outcome import checkpoint_to_test, optimized_metric_value
 from .utils.paths import CONF_DIR
+from .utils.precision import check_precision
 from .utils.run import is_rank_zero, print_metrics_table, task_wrapper, to_floats, write_metrics
 from .utils.validate import validate_config
 from .utils.writable_paths import check_output_paths
@@ -58,6 +59,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     validate_config(cfg)
     check_output_paths(cfg)
     check_multirun_strategy(cfg)
+    check_precision(cfg.trainer)
     ensure_frozen_classifier(
         cfg
     )  # before seeding: a classifier trained here leaves the RNG as a cached one
