@@ -28,9 +28,11 @@ from .evaluation.task import EvaluationTask
 from .methods.build import load_method
 from .train import check_multirun_strategy
 from .utils.devices import check_devices
+from .utils.extras import require_extras
 from .utils.instantiate import instantiate_named, instantiate_named_dict
 from .utils.markdown import markdown_table
 from .utils.paths import CONF_DIR
+from .utils.precision import check_precision
 from .utils.run import task_wrapper, write_metrics
 from .utils.validate import validate_config
 from .utils.writable_paths import check_output_paths
@@ -205,6 +207,7 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     check_output_paths(cfg)
     check_multirun_strategy(cfg)
     check_devices(cfg.trainer)
+    check_precision(cfg.trainer)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     model = load_method(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
@@ -240,6 +243,7 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     return task.results if trainer.is_global_zero else {}
 
 
+@require_extras
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate.yaml")
 @task_wrapper
 def main(cfg: DictConfig) -> None:

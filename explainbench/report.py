@@ -19,6 +19,8 @@ import json
 import math
 import re
 import shlex
+import statistics
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,10 @@ from .utils.sweep import ERROR_FILE, read_job_error
 
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 METRICS_FILE = "metrics.json"
+# logger=wandb with WANDB_MODE=offline writes <run dir>/wandb/offline-run-<time>-<id>/
+WANDB_OFFLINE_RUNS = "wandb/offline-run-*"
+# the override that names a repetition, not a setting: --group-seeds averages over it
+SEED_KEY = "seed"
 
 
 @dataclass
@@ -50,7 +56,39 @@ class Job:
 
 
 def is_run_dir(path: Path) -> bool:
-    return any((path / name).exists() for name in (OVERRIDES_FILE, METRICS_FILE, ERROR_FILE))
+    return any(
+        (path / name).exists() for name in (OVERRIDES_FILE, METRICS_FILE, ERROR_FILE)
+    ) or any(path.glob(WANDB_OFFLINE_RUNS))
+
+
+def wandb_offline_summary(path: Path) -> dict[str, float]:
+    """The final scalars of the last offline W&B run in run dir ``path`` ({} when none).
+
+    Older wandb writes ``files/wandb-summary.json``; wandb 0.2x-0.3x offline keeps only the
+    binary ``run-<id>.wandb`` log, read back with ``wandb leet inspect --summary --json``.
+    W&B's own keys (``_step``, ``_runtime``, ...) and non-numbers are left out."""
+    runs = sorted(path.glob(WANDB_OFFLINE_RUNS))
+    if not runs:
+        return {}
+    summary_file = runs[-1] / "files" / "wandb-summary.json"
+    if summary_file.is_file():
+        summary = json.loads(summary_file.read_text())
+    else:
+        command = [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json"]
+        done = subprocess.run(
+            [*command, str(runs[-1])], capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            raise SystemExit(
+                f"Error: could not read the offline W&B run {runs[-1]}: "
+                f"{(done.stderr.strip().splitlines() or ['wandb leet inspect failed'])[-1]}"
+            )
+        summary = json.loads(done.stdout).get("summary") or {}
+    return {
+        k: float(v)
+        for k, v in summary.items()
+        if not k.startswith("_") and isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def natural_key(name: str) -> list:
@@ -98,6 +136,8 @@ def read_job(path: Path) -> Job:
     metrics = path / METRICS_FILE
     if metrics.is_file():
         job.metrics = json.loads(metrics.read_text())
+    else:  # a run logged to W&B offline only (or whose metrics.json was not written)
+        job.metrics = wandb_offline_summary(path)
     if (path / ERROR_FILE).is_file():
         message = read_job_error(path / ERROR_FILE)[0]
         job.error = message.removeprefix("Error: ")  # task_wrapper's prefix; the column says it
@@ -160,12 +200,58 @@ def metric_columns(jobs: list[Job], wanted: list[str] | None) -> list[str]:
     return columns
 
 
-def report(path: Path, metrics: list[str] | None = None, all_overrides: bool = False) -> str:
-    """The Markdown text: the command in backticks, a blank line, the table."""
+def mean_std(values: list[float]) -> str:
+    """``mean ± std`` (sample standard deviation, n-1); a single value alone."""
+    if len(values) == 1:
+        return format_number(values[0])
+    return f"{format_number(statistics.mean(values))} ± {format_number(statistics.stdev(values))}"
+
+
+def seed_groups(jobs: list[Job], keys: list[str], metric_keys: list[str]) -> tuple[list, list]:
+    """Header and rows of the per-seed summary: one row per setting of the other varying keys
+    (first-appearance order), the seeds it ran, and each metric's mean ± std over the jobs that
+    have it (failed jobs and missing values are left out, and counted in ``failed``)."""
+    others = [k for k in keys if k != SEED_KEY]
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(tuple(job.overrides.get(k, "") for k in others), []).append(job)
+    with_failed = any(job.status != "ok" for job in jobs)
+    header = [*others, "seeds", *metric_keys, *(["failed"] if with_failed else [])]
+    rows = []
+    for setting, members in groups.items():
+        cells = []
+        for m in metric_keys:
+            values = [job.metrics[m] for job in members if job.metrics.get(m) is not None]
+            cells.append(mean_std(values) if values else "")
+        seeds = ",".join(job.overrides.get(SEED_KEY, "") for job in members)
+        failed = [str(sum(job.status != "ok" for job in members))] if with_failed else []
+        rows.append([*setting, seeds, *cells, *failed])
+    return header, rows
+
+
+def report(
+    path: Path,
+    metrics: list[str] | None = None,
+    all_overrides: bool = False,
+    group_seeds: bool | None = None,
+) -> str:
+    """The Markdown text: the command in backticks, a blank line, the table. ``group_seeds``
+    (None: when ``seed`` varies between jobs) gives one row per setting of the other varying
+    overrides with each metric's mean ± std over its seeds."""
     path = Path(path)
     jobs = [read_job(p) for p in find_jobs(path)]
     keys = override_columns(jobs, all_overrides)
     metric_keys = metric_columns(jobs, metrics)
+    if group_seeds is None:
+        group_seeds = SEED_KEY in override_columns(jobs, False)
+    command = sweep_command(path)
+    lines = [f"`{command}`", ""] if command else []
+    if group_seeds:
+        header, rows = seed_groups(jobs, keys, metric_keys)
+        others = len(header) - len(metric_keys) - (header[-1] == "failed")
+        align = ["left"] * others + ["right"] * len(metric_keys)
+        align += ["right"] * (header[-1] == "failed")
+        return "\n".join([*lines, *markdown_table(header, rows, align)]) + "\n"
     with_status = any(job.status != "ok" for job in jobs)
     header = ["job", *keys, *metric_keys, *(["status"] if with_status else [])]
     align = ["left"] * (1 + len(keys)) + ["right"] * len(metric_keys) + ["left"] * with_status
@@ -178,8 +264,6 @@ def report(path: Path, metrics: list[str] | None = None, all_overrides: bool = F
         ]
         for job in jobs
     ]
-    command = sweep_command(path)
-    lines = [f"`{command}`", ""] if command else []
     return "\n".join([*lines, *markdown_table(header, rows, align)]) + "\n"
 
 
@@ -199,9 +283,20 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="a column for every override, not only those that vary between jobs",
     )
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument(
+        "--group-seeds",
+        action="store_true",
+        default=None,
+        help="one row per setting of the other overrides, metrics as mean ± std over the seeds "
+        "(the default when `seed` varies between jobs)",
+    )
+    seeds.add_argument(
+        "--per-seed", dest="group_seeds", action="store_false", help="one row per job"
+    )
     args = parser.parse_args(argv)
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    text = report(args.sweep_dir, wanted, args.all_overrides)
+    text = report(args.sweep_dir, wanted, args.all_overrides, args.group_seeds)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

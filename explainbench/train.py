@@ -19,9 +19,11 @@ from .methods.build import build_method
 from .methods.frozen_classifier import ensure_frozen_classifier
 from .utils.checkpoint_fit import check_checkpoint_fits
 from .utils.devices import check_devices
+from .utils.extras import require_extras
 from .utils.instantiate import instantiate_named
 from .utils.outcome import checkpoint_to_test, optimized_metric_value
 from .utils.paths import CONF_DIR
+from .utils.precision import check_precision
 from .utils.run import is_rank_zero, print_metrics_table, task_wrapper, to_floats, write_metrics
 from .utils.validate import validate_config
 from .utils.writable_paths import check_output_paths
@@ -33,9 +35,14 @@ def check_multirun_strategy(cfg: DictConfig) -> None:
     """``strategy=ddp`` re-launches the script per device; inside a sweep every child would
     re-run the whole sweep. Fail before anything starts."""
     try:
-        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        hydra_cfg = HydraConfig.get()
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        launcher = str(hydra_cfg.launcher.get("_target_", ""))
     except ValueError:  # not under Hydra (e.g. called from a notebook)
-        multirun = False
+        multirun, launcher = False, ""
+    if launcher.endswith("SlurmLauncher"):
+        # each job is its own SLURM job whose tasks are the DDP processes: nothing re-launches
+        return
     strategy = cfg.trainer.get("strategy")
     strategy = str(
         strategy.get("_target_", "") if isinstance(strategy, DictConfig) else strategy or ""
@@ -54,6 +61,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     check_output_paths(cfg)
     check_multirun_strategy(cfg)
     check_devices(cfg.trainer)
+    check_precision(cfg.trainer)
     ensure_frozen_classifier(
         cfg
     )  # before seeding: a classifier trained here leaves the RNG as a cached one
@@ -108,6 +116,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     return final
 
 
+@require_extras
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train.yaml")
 @task_wrapper
 def main(cfg: DictConfig) -> float | None:

@@ -69,7 +69,12 @@ def resolve_target(logits: Tensor, target: Tensor | int | None) -> Tensor:
 
 
 def normalize_per_image(maps: Tensor, eps: float = 1e-8) -> Tensor:
-    """Min-max normalise each ``[B,1,H,W]`` map to ``[0,1]``; a constant map becomes all zeros."""
+    """Min-max normalise each ``[B,1,H,W]`` map to ``[0,1]``; a constant map becomes all zeros.
+
+    At least float32: under autocast (``trainer.precision=bf16-mixed``) the model gives bf16/fp16
+    activations, whose 8-bit (bf16) mantissa would quantise the map to 256 levels and whose fp16
+    range overflows on large sums; maps and metrics downstream expect float32."""
+    maps = maps.to(torch.promote_types(maps.dtype, torch.float32))
     flat = maps.flatten(1)
     lo = flat.min(dim=1, keepdim=True).values
     hi = flat.max(dim=1, keepdim=True).values
@@ -79,7 +84,9 @@ def normalize_per_image(maps: Tensor, eps: float = 1e-8) -> Tensor:
 
 
 def upsample_to(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinearly resize ``[B,1,P,Q]`` maps to ``size`` and min-max normalise each to ``[0,1]``."""
+    """Bilinearly resize ``[B,1,P,Q]`` maps to ``size`` and min-max normalise each to ``[0,1]``
+    (in at least float32, see :func:`normalize_per_image`)."""
+    maps = maps.to(torch.promote_types(maps.dtype, torch.float32))
     if maps.shape[-2:] != tuple(size):
         maps = nn.functional.interpolate(maps, size=size, mode="bilinear", align_corners=False)
     return normalize_per_image(maps)

@@ -30,6 +30,8 @@ definition and does not depend on the scale of the logits.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -186,6 +188,9 @@ class ScoreCAM:
         chunk = size_wanted if self._compiled else min(size_wanted, len(pairs))
         buffer = masked_input_buffer(x, chunk, self.channels_last)
         size = x.shape[-2:]
+        # The image of each pair, read to the host once: each chunk's runs of one image are
+        # found from it without a device sync per chunk (GPU forwards stay queued).
+        pair_images = pairs[:, 0].tolist()
         for start in range(0, len(pairs), chunk):
             image, channel = pairs[start : start + chunk].unbind(1)
             count = len(image)
@@ -199,9 +204,9 @@ class ScoreCAM:
             hi = masks.amax(dim=(2, 3), keepdim=True)
             masks.sub_(lo).div_(hi - lo + _MASK_EPS)
             masked = buffer[:count]
-            images, runs = torch.unique_consecutive(image, return_counts=True)
             offset = 0
-            for b, n in zip(images.tolist(), runs.tolist(), strict=True):
+            for b, run in itertools.groupby(pair_images[start : start + chunk]):
+                n = sum(1 for _ in run)
                 torch.mul(x[b : b + 1], masks[offset : offset + n], out=masked[offset : offset + n])
                 offset += n
             if self._compiled:

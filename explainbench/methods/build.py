@@ -17,6 +17,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from ..backbones.speed import apply_speed_options, split_speed_options, without_speed_options
 from ..data.base import ExplainDataModule
 from ..data.info import DataInfo
 from ..utils.checkpoint import load_checkpoint
@@ -54,9 +55,11 @@ def build_backbone_for_data(
             f"{data_name}. Leave backbone.num_classes unset (it follows the data) or choose "
             "matching data."
         )
-    return hydra.utils.instantiate(
-        backbone_cfg, num_classes=num_classes, trust_checkpoint=trust_checkpoint
+    builder_cfg, speed = split_speed_options(backbone_cfg)
+    backbone = hydra.utils.instantiate(
+        builder_cfg, num_classes=num_classes, trust_checkpoint=trust_checkpoint
     )
+    return apply_speed_options(backbone, **speed)
 
 
 def check_input_channels(backbone: Any, info: DataInfo, data_name: str = "the data") -> None:
@@ -136,7 +139,8 @@ def load_method(
             f"{BUILD_CONFIG_KEY}): use a checkpoints/*.ckpt file of a train.py run."
         )
     info = DataInfo.from_dict(build_config["data_info"])
-    backbone_cfg = OmegaConf.create(build_config["backbone"])
+    # the training speed options stay off: explainers choose their own (backbones/speed.py)
+    backbone_cfg = OmegaConf.create(without_speed_options(build_config["backbone"]))
     backbone_cfg.weights = None
     backbone_cfg.checkpoint = None
     backbone = hydra.utils.instantiate(backbone_cfg, num_classes=info.num_classes)

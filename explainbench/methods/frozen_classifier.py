@@ -30,6 +30,8 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ..backbones.speed import without_speed_options
+
 log = logging.getLogger("explainbench")
 
 # The cached classifier's recipe: short enough for a first run on 2 CPU cores (an8flower with
@@ -45,7 +47,8 @@ _LOADER_KEYS = ("num_workers", "pin_memory", "persistent_workers", "subset", "su
 
 def cache_key(cfg: DictConfig) -> str:
     """Hash of what determines the classifier: backbone and data configs, recipe and seed."""
-    backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
+    # speed options do not change what is learned: the same cache (and the same hash as before)
+    backbone = without_speed_options(OmegaConf.to_container(cfg.backbone, resolve=True))
     data = OmegaConf.to_container(cfg.data, resolve=True)
     for key in ("weights", "checkpoint", "num_classes"):
         backbone.pop(key, None)
@@ -189,7 +192,9 @@ def estimate_seconds(cfg: DictConfig) -> float:
     batch (at most 16) of random images of the data's size, scaled to the recipe's images
     (validation ~1/3 of the cost per image). Small batches would overstate it: per-call overhead."""
     size = int(cfg.data.get("image_size") or 224)
-    backbone_cfg: dict[str, Any] = OmegaConf.to_container(cfg.backbone, resolve=True)
+    backbone_cfg: dict[str, Any] = without_speed_options(
+        OmegaConf.to_container(cfg.backbone, resolve=True)
+    )
     backbone_cfg.update(weights=None, checkpoint=None, num_classes=10)
     net = hydra.utils.instantiate(backbone_cfg)
     x = torch.rand(min(16, int(cfg.data.get("batch_size") or 16)), 3, size, size)

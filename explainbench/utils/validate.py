@@ -98,6 +98,9 @@ SCHEMA: dict[str, Expected] = {
     "data.channels": INT,
     "data.split_seed": INT,
     "backbone.in_channels": INT,
+    # speed options (methods/build.py applies them); channels_last=yes would be the string 'yes'
+    "backbone.channels_last": FLAG,
+    "backbone.compile": FLAG,
     # CelebA: data.aligned=yes would be the (true) string 'yes'; data.target_attribute=1 an int
     "data.aligned": FLAG,
     "data.target_attribute": TEXT_OR_NULL,
