@@ -345,7 +345,9 @@ def filter_backprop(
             with backprop_rules(model, rule, stride_fix, functional):
                 model.head(model.features(leaf.clone()))
                 if "a" not in captured:
-                    raise ValueError("filter_backprop: the layer is not used by the model's forward")
+                    raise ValueError(
+                        "filter_backprop: the layer is not used by the model's forward"
+                    )
                 a = captured["a"]
                 one_hot = F.one_hot(channel, a.shape[1]).to(a.dtype)
                 one_hot = one_hot.view(*one_hot.shape, *([1] * (a.dim() - 2)))
