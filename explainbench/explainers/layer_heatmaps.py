@@ -48,10 +48,13 @@ def stage_outputs(backbone: Backbone) -> dict[str, str]:
     The stages are :func:`~explainbench.backbones.truncate.attach_stages`' (``layer1..4`` of a
     ResNet, ``inception3b/4e/5b`` of GoogLeNet, the blocks between max-pools of a plain conv
     stack: small_cnn, VGG, AlexNet), restricted to the modules the extractor still has (a
-    truncated backbone lacks the later ones). An extractor without named stages falls back to
-    its direct children, each a stage named after itself.
+    truncated backbone lacks the later ones). An extractor that knows its own stages says so
+    with a ``stage_outputs()`` method (attention_net's extractor). An extractor without named
+    stages falls back to its direct children, each a stage named after itself.
     """
     extractor = backbone.extractor
+    if callable(getattr(extractor, "stage_outputs", None)):
+        return {name: f"extractor.{module}" for name, module in extractor.stage_outputs().items()}
     layers, prefix = extractor, "extractor"
     if not isinstance(extractor, nn.Sequential) and isinstance(
         getattr(extractor, "layers", None), nn.Sequential

@@ -128,6 +128,12 @@ class AttentionExtractor(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_with_maps(x)[0]
 
+    def stage_outputs(self) -> dict[str, str]:
+        """Stage name → submodule whose output is that stage's features, for layer-wise
+        heatmaps: the backbone up to the chosen stage (before its attention), then each later
+        stage (before its own mask, under sharable attention)."""
+        return {"first": "first", **{f"later{i}": f"later.{i}" for i in range(len(self.later))}}
+
 
 def _probe_stages(segments: list[nn.Module]) -> list[tuple[int, int]]:
     """``(channels, stride)`` after each segment, from one forward pass of zeros in eval mode."""

@@ -190,3 +190,25 @@ def test_cli_sweep_trains_residual_and_sharable_and_scores_their_masks(tmp_path)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         for key in ("test/acc", "test/iou_auc/method", "test/iou_mask_auc/method"):
             assert 0.0 <= metrics[key] <= 1.0, (run_dir, key)
+
+
+def test_layer_heatmaps_read_the_attention_extractor_stages():
+    """layer_heatmaps' defaults on attention_net: the backbone up to the chosen stage, then each
+    later stage (the extractor's own stage_outputs(), not a child returning a tuple)."""
+    from explainbench.explainers.layer_heatmaps import LayerHeatmaps, default_layers
+
+    model = make("small_cnn", "sharable", "early").eval()
+    assert default_layers(model.backbone) == (
+        "extractor.first",
+        "extractor.later.0",
+        "extractor.later.1",
+    )
+    x = torch.randn(2, 3, 32, 32)
+    ext = model.backbone.extractor
+    with torch.no_grad():
+        first = ext.first(x)
+    ex = LayerHeatmaps()(model, x)
+    expected = normalize_per_image(
+        F.interpolate(first.mean(1, keepdim=True), size=(32, 32), mode="bilinear")
+    )
+    torch.testing.assert_close(ex.extras["layer_maps"]["low"], expected)
