@@ -178,7 +178,7 @@ def timing_line(timing: dict[str, float]) -> str:
     processes = int(timing["processes"])
     return (
         f"timing: {int(timing['images'])} images, {processes} process(es), "
-        f"loop {loop / processes:.2f} s per process, "
+        f"loop {loop / processes:.3f} s per process, "
         f"{100 * inside / max(loop, 1e-9):.1f} % inside the explainers"
     )
 
