@@ -12,7 +12,7 @@ same code train.py uses (``hydra.utils.instantiate`` of data / callbacks / logge
 batches (``data.train_size`` set to that many batches), validation off (the plain loop does not validate; the per-epoch checkpoint, progress
 bar, loggers and the method's per-step logging and accuracy stay on).
 
-Plain loop: the same data module's ``train_dataloader()`` (same dataset, batch size,
+Plain loop: the same data module object's ``train_dataloader()`` (same dataset, batch size,
 shuffling, workers), the same model built by ``build_method`` from the same config and seed,
 the optimiser from its own ``configure_optimizers()``, and per batch: to device, forward,
 cross-entropy, backward, step, zero_grad (under autocast for a mixed precision); no logging.
@@ -96,10 +96,9 @@ class Timer(L.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
-def framework_run(cfg: DictConfig, warmup: int, profile: bool = False) -> float:
+def framework_run(cfg: DictConfig, datamodule, warmup: int, profile: bool = False) -> float:
     """Images/s of ``trainer.fit`` built as train.py builds it."""
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.data)
     model = build_method(cfg, datamodule)
     callbacks = instantiate_named(cfg.get("callbacks"))
     loggers = instantiate_named(cfg.get("logger"))
@@ -114,11 +113,9 @@ def framework_run(cfg: DictConfig, warmup: int, profile: bool = False) -> float:
     return timer.images / timer.seconds
 
 
-def plain_run(cfg: DictConfig, warmup: int) -> float:
+def plain_run(cfg: DictConfig, datamodule, warmup: int) -> float:
     """Images/s of a hand-written loop over the same data, model and optimiser."""
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.setup("fit")
     model = build_method(cfg, datamodule)
     device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
     model.to(device).train()
@@ -197,16 +194,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out_dir:
         for backbone in args.backbone:
             cfg = compose_train(overrides_for(backbone, args), out_dir)
+            # one data module for every run (an8flower renders its splits once, on setup)
+            datamodule = hydra.utils.instantiate(cfg.data)
+            datamodule.setup("fit")
             framework, plain = [], []
             for r in range(args.repeats):
                 order = [("framework", framework), ("plain", plain)]
                 for side, results in order if r % 2 == 0 else order[::-1]:
                     run = framework_run if side == "framework" else plain_run
-                    results.append(run(cfg, args.warmup))
+                    results.append(run(cfg, datamodule, args.warmup))
                 print(f"  {backbone} round {r}: framework {framework[-1]:.1f} img/s, "
                       f"plain {plain[-1]:.1f} img/s", flush=True)  # fmt: skip
             if args.profile:
-                framework_run(cfg, args.warmup, profile=True)
+                framework_run(cfg, datamodule, args.warmup, profile=True)
             f_med, p_med = statistics.median(framework), statistics.median(plain)
             rows.append((backbone, f_med, p_med, p_med / f_med - 1.0))
     print()
