@@ -12,7 +12,9 @@
 #  2. training throughput of resnet50 at 224 px, framework vs plain loop, fp32 vs bf16-mixed vs
 #     bf16-mixed + channels_last (scripts/bench_train.py);
 #  3. a 1-GPU trainer=ddp run end to end: train.py (1 epoch on a small an8flower) then
-#     evaluate.py trainer=ddp on its checkpoint, and evaluate.py estimate=true for the same run.
+#     evaluate.py trainer=ddp on its checkpoint, and evaluate.py estimate=true for the same run;
+#  4. the cost model with measured GPU times per pass: scripts/cost_table.py --device cuda
+#     (VGG16, ResNet50 at 224 px; hours of the papers' benchmarks on 1, 8, 64 GPUs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=cuda
@@ -26,7 +28,8 @@ if [[ "$DEVICE" == cuda ]]; then
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: run with --device cpu for a dry run')"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   EXPLAIN=(--device cuda --batch 8 --size 224 --repeats 3 --threads 0)
-  TRAIN=(--backbone resnet50 --size 224 --batch 64 --warmup 5 --batches 20 --repeats 1 --device cuda)
+  TRAIN=(--backbone resnet50 --size 224 --batch 32 --warmup 5 --batches 15 --repeats 1 --device cuda)
+  COST=(--device cuda --batch 32)
   TRAINER=(trainer=ddp trainer.devices=1)
   DATA=(data.image_size=224 data.train_size=1024 data.val_size=128)
   IMAGES=64
@@ -35,6 +38,7 @@ else  # a dry run: every step, tiny sizes
   TRAIN=(--backbone resnet50 --size 64 --batch 4 --warmup 1 --batches 2 --repeats 1 --device cpu)
   TRAINER=(trainer=ddp_sim trainer.devices=1)
   DATA=(data.image_size=64 data.train_size=32 data.val_size=16 data.batch_size=8)
+  COST=(--device cpu --size 32 --batch 2 --repeats 1 --backbones resnet18)
   IMAGES=8
 fi
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
@@ -63,4 +67,7 @@ start=$SECONDS
   || { tail -30 "$OUT/evaluate.log"; exit 1; }
 grep -E '^(timing|run_dir)|┃|│' "$OUT/evaluate.log" || true
 echo "evaluate.py: $((SECONDS - start)) s"
+
+echo "== 4. cost model, measured per-pass times on $DEVICE =="
+"$PY" scripts/cost_table.py "${COST[@]}"
 echo "gpu_check: all steps passed"
