@@ -24,6 +24,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from .evaluation import ExplanationEvaluator, gallery_panels
+from .evaluation.cost import estimate_table, passes_per_image, time_passes
 from .evaluation.task import EvaluationTask
 from .methods.build import load_method
 from .train import check_multirun_strategy
@@ -167,7 +168,19 @@ class Report:
                     plt.close(fig)
         n = len(dm.dataset("test"))
         print_results(results, f"{n} test images, {self.title}")
+        print(timing_line(task.timing), flush=True)
         print(f"run_dir: {run_dir}", flush=True)
+
+
+def timing_line(timing: dict[str, float]) -> str:
+    """One line on where the test loop's time went (read by scripts/bench_evaluate.py)."""
+    loop, inside = timing["loop_seconds"], timing["explainer_seconds"]
+    processes = int(timing["processes"])
+    return (
+        f"timing: {int(timing['images'])} images, {processes} process(es), "
+        f"loop {loop / processes:.3f} s per process, "
+        f"{100 * inside / max(loop, 1e-9):.1f} % inside the explainers"
+    )
 
 
 def log_results_table(loggers, results: dict[str, dict[str, float]]) -> None:
@@ -198,6 +211,30 @@ def log_gallery(loggers, rows: list, captions: list[str]) -> None:
         logger.log_image(key="test/gallery", images=images, caption=texts)
 
 
+def print_estimate(cfg: DictConfig, model, datamodule, explainers: dict) -> None:
+    """``estimate=true``: the cost model's hours for this run (see evaluation/cost.py),
+    measured on one batch of the test split on the device the run would use."""
+    import torch
+
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    use_cuda = accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    device = torch.device("cuda" if use_cuda else "cpu")
+    model = model.to(device).eval()
+    batch = next(iter(datamodule.test_dataloader()))
+    x = batch["image"].to(device)
+    times = time_passes(model, x)
+    passes = {name: passes_per_image(e, model, x[:1]) for name, e in explainers.items()}
+    images = len(datamodule.dataset("test"))
+    header, rows = estimate_table(passes, times, images)
+    print(
+        f"Estimate for {images} test images on {device} (batch {x.shape[0]}): "
+        f"{1000 * times.forward:.3g} ms per forward, {1000 * times.backward:.3g} ms per "
+        "backward, per image; hours split linearly over devices of this speed",
+        flush=True,
+    )
+    print("\n".join(markdown_table(header, rows)), flush=True)
+
+
 def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     """Explain the test split with every explainer, score with every metric, write the
     results; through a Lightning ``Trainer`` (``cfg.trainer``), so ``trainer=ddp`` shards it.
@@ -222,6 +259,9 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     explainers = instantiate_named_dict(cfg.get("explainers"))
     if not explainers:
         raise ValueError("No explainers to evaluate: choose some, e.g. explainers=[gradcam,rise].")
+    if cfg.get("estimate"):
+        print_estimate(cfg, model, datamodule, explainers)
+        return {}
     metrics = instantiate_named_dict(cfg.get("metrics"))
     evaluator = ExplanationEvaluator(
         explainers, metrics, datamodule.mean, datamodule.std, datamodule.annotations

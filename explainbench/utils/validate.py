@@ -61,6 +61,7 @@ SCHEMA: dict[str, Expected] = {
     "seed": INT_OR_NULL,
     "train": FLAG,
     "gallery_per_image": FLAG,
+    "estimate": FLAG,
     "test": FLAG,
     "trainer.max_epochs": INT_OR_NULL,
     "trainer.min_epochs": INT_OR_NULL,
