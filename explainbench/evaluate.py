@@ -34,7 +34,7 @@ from .utils.instantiate import instantiate_named, instantiate_named_dict
 from .utils.markdown import markdown_table
 from .utils.paths import CONF_DIR
 from .utils.precision import check_precision
-from .utils.run import task_wrapper, write_metrics
+from .utils.run import log_resolved_config, task_wrapper, write_metrics
 from .utils.validate import validate_config
 from .utils.writable_paths import check_output_paths
 from .viz import figure_to_array, gallery_figure, save_figure
@@ -272,13 +272,7 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=loggers or False, enable_model_summary=False
     )
-    resolved = {
-        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-        for k, v in cfg.items()
-        if k != "hydra"
-    }
-    for logger in trainer.loggers:
-        logger.log_hyperparams(resolved)
+    log_resolved_config(trainer.loggers, cfg)
     trainer.test(task, verbose=False)
     return task.results if trainer.is_global_zero else {}
 

@@ -13,7 +13,7 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .methods.build import build_method
 from .methods.frozen_classifier import ensure_frozen_classifier
@@ -24,7 +24,14 @@ from .utils.instantiate import instantiate_named
 from .utils.outcome import checkpoint_to_test, optimized_metric_value
 from .utils.paths import CONF_DIR
 from .utils.precision import check_precision
-from .utils.run import is_rank_zero, print_metrics_table, task_wrapper, to_floats, write_metrics
+from .utils.run import (
+    is_rank_zero,
+    log_resolved_config,
+    print_metrics_table,
+    task_wrapper,
+    to_floats,
+    write_metrics,
+)
 from .utils.validate import validate_config
 from .utils.writable_paths import check_output_paths
 
@@ -80,14 +87,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
 
-    # the hydra node (present when composed by tests/notebooks) holds run-time-only interpolations
-    resolved = {
-        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-        for k, v in cfg.items()
-        if k != "hydra"
-    }
-    for logger in trainer.loggers:
-        logger.log_hyperparams(resolved)
+    log_resolved_config(trainer.loggers, cfg)
 
     metrics: dict[str, Any] = {}
     if cfg.get("train"):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .instantiate import unwrap_instantiation_error
 from .sweep import record_job_failure
@@ -58,6 +58,18 @@ def print_metrics_table(metrics: Mapping[str, float], title: str = "Final metric
     for key, value in metrics.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
+
+
+def log_resolved_config(loggers, cfg: DictConfig) -> None:
+    """Give every logger the resolved config as plain containers. The hydra node (present when
+    composed by tests/notebooks) holds run-time-only interpolations, so it is left out."""
+    resolved = {
+        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        for k, v in cfg.items()
+        if k != "hydra"
+    }
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
 
 
 def is_rank_zero() -> bool:
