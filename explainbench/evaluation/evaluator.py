@@ -70,6 +70,8 @@ class ExplanationEvaluator:
                     continue
                 metric = copy.deepcopy(prototype)
                 metric.mean, metric.std = tuple(mean), tuple(std)
+                if getattr(metric, "needs_explainer", False):  # e.g. the randomisation check
+                    metric.bind_explainer(self.explainers[name])
                 self.metrics[name][metric_name] = metric
         self.seconds = dict.fromkeys(self.explainers, 0.0)
         self.images = 0

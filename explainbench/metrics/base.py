@@ -62,6 +62,9 @@ class ExplanationMetric(Metric):
     full_state_update = False
     is_differentiable = False
     higher_is_better: bool | None = None
+    # True: the metric re-runs the explainer (e.g. on a randomised model); the evaluator gives
+    # each such metric instance its explainer with ``bind_explainer(explainer)``.
+    needs_explainer: bool = False
 
     def __init__(
         self,
