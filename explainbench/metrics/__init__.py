@@ -18,6 +18,7 @@ from explainbench.metrics.landmarks import LandmarkLocalization
 from explainbench.metrics.part_iou import PartIoU
 from explainbench.metrics.pass_count import PassCount
 from explainbench.metrics.pointing_game import PointingGame
+from explainbench.metrics.randomisation import ModelRandomisation
 
 __all__ = [
     "AverageDropIncrease",
@@ -26,6 +27,7 @@ __all__ = [
     "ForegroundAttentionRate",
     "LandmarkLocalization",
     "MaskIoU",
+    "ModelRandomisation",
     "NoSamplesError",
     "PartIoU",
     "PassCount",

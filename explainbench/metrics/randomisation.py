@@ -33,7 +33,7 @@ Choices where the paper is silent or differs (also in ``conf/metrics/randomisati
 * **Target**: the randomised model is explained for the class the trained model's explanation
   explained (``explanation.target``), not for its own (random) prediction.
 * **SSIM**: Gaussian window 11, σ = 1.5, K1 = 0.01, K2 = 0.03, data range 1, "valid" positions
-  only (as torchmetrics and Wang's reference code); maps smaller than 11 pixels use the largest
+  only (Wang's reference code; torchmetrics reflect-pads the borders instead); maps smaller than 11 pixels use the largest
   odd window that fits.
 
 The trained model is never modified: a deep copy is made once per model (and refreshed from the
