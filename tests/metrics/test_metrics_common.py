@@ -5,6 +5,7 @@ same checks without editing this file."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import hydra
@@ -15,7 +16,9 @@ import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 from torchmetrics.utilities.data import dim_zero_sum
 
+from explainbench.backbones.registry import build_backbone
 from explainbench.explainers.base import Explanation
+from explainbench.explainers.gradcam import GradCAM
 from explainbench.metrics import (
     AverageDropIncrease,
     DeletionInsertion,
@@ -62,6 +65,16 @@ def _batch(n=6, size=12, seed=0):
     return batch, Explanation(
         saliency=sal, target=target, forward_passes=passes, backward_passes=1.0
     )
+
+
+def _model_for(metric, device="cpu"):
+    """MeanModel; a metric that re-runs its explainer on changed copies of the model (the
+    randomisation check) gets Grad-CAM and a tiny CNN instead, which has layers to change."""
+    if not metric.needs_explainer:
+        return MeanModel().to(device)
+    metric.bind_explainer(GradCAM())
+    torch.manual_seed(0)
+    return build_backbone("small_cnn", 3, widths=(4, 8), dropout=0.0).eval().to(device)
 
 
 def _half(batch, expl, sl):
@@ -121,17 +134,19 @@ def test_missing_annotations():
 def test_split_and_merged_states_equal_single_instance(name):
     # DDP reduces states by summing; merge_state does the same between two local instances.
     batch, expl = _batch()
-    model = MeanModel()
     single = metric_from_config(name)
     if missing := single.missing_annotations(batch.keys()):
         # part-map metrics need annotations this batch lacks; their own files test the merge
         pytest.skip(f"{name} needs {missing}: see tests/metrics/test_metrics_{name}.py")
+    model = _model_for(single)
     single.update_batch(model, batch, expl)
     a, b = metric_from_config(name), metric_from_config(name)
+    _model_for(a), _model_for(b)
     a.update_batch(model, *_half(batch, expl, slice(0, 2)))
     b.update_batch(model, *_half(batch, expl, slice(2, None)))
-    # by hand: a state-wise sum (what all_reduce(SUM) does) ...
-    summed = metric_from_config(name)
+    # by hand: a state-wise sum (what all_reduce(SUM) does) into an updated instance, as on
+    # every rank (plain attributes learnt in update, e.g. randomisation's layer names, are kept) ...
+    summed = copy.deepcopy(b)
     for state in single._defaults:
         setattr(summed, state, getattr(a, state) + getattr(b, state))
     summed._update_count = 1  # states were set by hand, not by update()
@@ -239,10 +254,10 @@ def test_cuda_matches_cpu(name, metric_device):
     # The batch and model on the GPU; the metric state on the GPU or left on the CPU.
     batch, expl = _batch(n=8, size=32)
     cpu = metric_from_config(name)
-    cpu.update_batch(MeanModel(), batch, expl)
+    cpu.update_batch(_model_for(cpu), batch, expl)
     gpu_batch = {k: v.cuda() for k, v in batch.items()}
     fw = expl.forward_passes.cuda()
     gpu_expl = Explanation(expl.saliency.cuda(), expl.target.cuda(), fw, expl.backward_passes)
     metric = metric_from_config(name).to(metric_device)
-    metric.update_batch(MeanModel().cuda(), gpu_batch, gpu_expl)
+    metric.update_batch(_model_for(metric, "cuda"), gpu_batch, gpu_expl)
     assert _values(metric) == pytest.approx(_values(cpu), abs=1e-4)
