@@ -138,8 +138,8 @@ def test_features_too_small_for_the_poolings_name_the_minimum():
         ("ran56", {"base_width": 4}, (33, 47), (5, 6), 128),
         pytest.param("ran56", {"base_width": 4}, (64, 64), (8, 8), 128, marks=pytest.mark.slow),
         ("ran92", {"base_width": 8}, (65, 65), (3, 3), 256),
-        ("ran92", {"base_width": 8}, (64, 64), (2, 2), 256),
-        ("ran92", {"base_width": 8}, (224, 224), (7, 7), 256),
+        pytest.param("ran92", {"base_width": 8}, (64, 64), (2, 2), 256, marks=pytest.mark.slow),
+        pytest.param("ran92", {"base_width": 8}, (224, 224), (7, 7), 256, marks=pytest.mark.slow),
     ],
 )
 def test_ran_backbones_split_and_shapes(name, kwargs, size, side, channels):

@@ -29,7 +29,18 @@ def test_every_registered_backbone_is_covered():
     assert {name for name, *_ in SHAPES} == set(BACKBONES)
 
 
-@pytest.mark.parametrize(("name", "size", "side", "channels", "stride"), SHAPES)
+# full-width attention stacks take 10-15 s each on 2 cores; tests/test_attention_modules.py checks
+# narrow ones in the fast suite
+SLOW_SHAPES = {"ran56", "ran92"}
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "side", "channels", "stride"),
+    [
+        pytest.param(*row, marks=pytest.mark.slow) if row[0] in SLOW_SHAPES else row
+        for row in SHAPES
+    ],
+)
 def test_split_shapes_and_forward(name, size, side, channels, stride):
     torch.manual_seed(0)
     backbone = build_backbone(name, num_classes=5).eval()

@@ -43,7 +43,11 @@ STAGES = {
         pytest.param("resnet50", marks=pytest.mark.slow),
     ],
 )
-@pytest.mark.parametrize("kind", ["residual", "sharable"])
+@pytest.mark.parametrize(
+    # sharable's shapes are also checked module by module in tests/test_attention_modules.py
+    "kind",
+    ["residual", pytest.param("sharable", marks=pytest.mark.slow)],
+)
 def test_every_backbone_and_stage_keeps_the_explanation_layer_shape(backbone, kind):
     plain = build_backbone(
         backbone, num_classes=3, **({"widths": (4, 8, 8, 16)} if backbone == "small_cnn" else {})
