@@ -127,10 +127,19 @@ def plan(demo_dir: Path, tiny: bool = False) -> list[Stage]:
     classifier = ckpt("classifier")
     return [
         train("classifier", "experiment=demo_classifier"),
-        train("lcam_img", "experiment=demo_lcam", f"backbone.checkpoint={classifier}",
-              needs=("classifier",)),  # fmt: skip
-        train("lcam_fm", "experiment=demo_lcam", "method=lcam_fm",
-              f"backbone.checkpoint={classifier}", needs=("classifier",)),  # fmt: skip
+        train(
+            "lcam_img",
+            "experiment=demo_lcam",
+            f"backbone.checkpoint={classifier}",
+            needs=("classifier",),
+        ),  # fmt: skip
+        train(
+            "lcam_fm",
+            "experiment=demo_lcam",
+            "method=lcam_fm",
+            f"backbone.checkpoint={classifier}",
+            needs=("classifier",),
+        ),  # fmt: skip
         train("eat", "experiment=demo_eat"),
         train("region_group", "experiment=demo_region_group"),
         train("attention", "experiment=demo_attention"),
@@ -141,20 +150,31 @@ def plan(demo_dir: Path, tiny: bool = False) -> list[Stage]:
             + (["--max-images", "64"] if tiny else []),
             needs=["classifier"],
         ),
-        evaluate("eval_posthoc", "classifier", list(POSTHOC), POSTHOC,
-                 f"explainers.rise.n_masks={masks}"),  # fmt: skip
-        evaluate("eval_relevant_features", "classifier", ["relevant_features"],
-                 {"relevant_features": "relevant features"},
-                 f"explainers.relevant_features.path={demo_dir / 'relevant_features_fit' / 'rf.pt'}",
-                 needs=("relevant_features_fit",)),  # fmt: skip
+        evaluate(
+            "eval_posthoc", "classifier", list(POSTHOC), POSTHOC, f"explainers.rise.n_masks={masks}"
+        ),  # fmt: skip
+        evaluate(
+            "eval_relevant_features",
+            "classifier",
+            ["relevant_features"],
+            {"relevant_features": "relevant features"},
+            f"explainers.relevant_features.path={demo_dir / 'relevant_features_fit' / 'rf.pt'}",
+            needs=("relevant_features_fit",),
+        ),  # fmt: skip
         evaluate("eval_lcam_img", "lcam_img", ["method"], {"method": "L-CAM-Img"}),
         evaluate("eval_lcam_fm", "lcam_fm", ["method"], {"method": "L-CAM-Fm"}),
         evaluate("eval_eat", "eat", ["method"], {"method": "EAT"}),
-        evaluate("eval_region_group", "region_group", ["method"], {"method": "region grouping"},
-                 "metrics.landmarks.normalizer=image",
-                 metric_list=[*metrics, "landmarks", "part_iou"]),  # fmt: skip
-        evaluate("eval_attention", "attention", ["method"],
-                 {"method": "attention (sharable, early)"}),  # fmt: skip
+        evaluate(
+            "eval_region_group",
+            "region_group",
+            ["method"],
+            {"method": "region grouping"},
+            "metrics.landmarks.normalizer=image",
+            metric_list=[*metrics, "landmarks", "part_iou"],
+        ),  # fmt: skip
+        evaluate(
+            "eval_attention", "attention", ["method"], {"method": "attention (sharable, early)"}
+        ),  # fmt: skip
     ]
 
 
@@ -218,9 +238,7 @@ def resume_dir(root: Path, resume: str | None) -> Path:
         if not path.is_dir():
             raise FileNotFoundError(f"--resume {resume}: no such demo dir (expected {root}/<time>)")
         return path
-    unfinished = sorted(
-        p for p in root.glob("*") if p.is_dir() and not (p / REPORT_FILE).is_file()
-    )
+    unfinished = sorted(p for p in root.glob("*") if p.is_dir() and not (p / REPORT_FILE).is_file())
     if not unfinished:
         raise FileNotFoundError(
             f"--resume: no unfinished demo dir (one without {REPORT_FILE}) under {root}; "

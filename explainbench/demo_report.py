@@ -159,7 +159,7 @@ def claim_lines(table: Table) -> list[str]:
             continue
         holds = va > vb if direction else va < vb
         verdict = "holds" if holds else "does not hold"
-        lines.append(f"{text}: {verdict} ({va:.3g} vs {vb:.3g})")
+        lines.append(f"{text}: {verdict} ({va:.4g} vs {vb:.4g})")
     return lines
 
 
@@ -170,11 +170,20 @@ def fmt(value: float) -> str:
 def main_table(table: Table, accuracy: dict[str, float]) -> tuple[list[str], list[list[str]], list]:
     """Header, rows (cells as text, ``**best**`` marked) and footnotes (key, reason, rows)."""
     header = ["method", "model acc ↑", *map(header_label, table.columns)]
+    # one footnote per reason and set of rows: the columns of one metric (part_iou, part_iou_bg)
+    # share theirs
     footnotes, marks = [], {}
     for key in table.columns:
         empty = [r for r in table.rows if key not in table.values[r]]
-        if empty:
-            footnotes.append((key, why_empty(key), empty))
+        if not empty:
+            continue
+        for i, (keys, why, rows) in enumerate(footnotes, 1):
+            if (why, rows) == (why_empty(key), empty):
+                keys.append(key)
+                marks[key] = i
+                break
+        else:
+            footnotes.append(([key], why_empty(key), empty))
             marks[key] = len(footnotes)
     body = []
     for row in table.rows:
@@ -223,7 +232,7 @@ def write_report(demo_dir: Path, stages, status: dict[str, str]) -> list[Path]:
     }
     accuracy = {k: v for k, v in accuracy.items() if v is not None}
     header, body, footnotes = main_table(table, accuracy)
-    notes = [f"[{i}] {key}: {why} ({', '.join(rows)})" for i, (key, why, rows) in
+    notes = [f"[{i}] {', '.join(keys)}: {why} ({', '.join(rows)})" for i, (keys, why, rows) in
              enumerate(footnotes, 1)]  # fmt: skip
     missing = [
         f"{label} ({s.name}: {status.get(s.name, 'not run')})"
@@ -236,7 +245,9 @@ def write_report(demo_dir: Path, stages, status: dict[str, str]) -> list[Path]:
     models = [[name, fmt(acc)] for name, acc in accuracy.items()]
     timing = stage_records(demo_dir, stages, status)
     total = sum(float(r[2]) for r in timing if r[2])
-    galleries = [(s.name, demo_dir / s.name / "gallery.png") for s in stages if s.kind == "evaluate"]
+    galleries = [
+        (s.name, demo_dir / s.name / "gallery.png") for s in stages if s.kind == "evaluate"
+    ]
     galleries = [(n, p) for n, p in galleries if p.is_file()]
 
     md = ["# explainbench demo: an8flower single6c", ""]

@@ -47,22 +47,42 @@ def fake_stages(tmp_path: Path) -> list[Stage]:
     )
     fake_eval(
         tmp_path / "eval_region_group",
-        {"method": {"ad@15": 30.0, "ic@15": 7.0, "iou_auc": 0.2, "landmark_error": 9.5}},
+        {
+            "method": {
+                "ad@15": 30.0,
+                "ic@15": 7.0,
+                "iou_auc": 0.2,
+                "landmark_error": 9.5,
+                "part_iou": 0.4,
+            }
+        },
     )
     return [
         Stage("classifier", "train", []),
         Stage("region_group", "train", []),
-        Stage("eval_posthoc", "evaluate", [], rows={"gradcam": "Grad-CAM", "rise": "RISE"},
-              model="classifier"),  # fmt: skip
-        Stage("eval_region_group", "evaluate", [], rows={"method": "region grouping"},
-              model="region_group"),  # fmt: skip
+        Stage(
+            "eval_posthoc",
+            "evaluate",
+            [],
+            rows={"gradcam": "Grad-CAM", "rise": "RISE"},
+            model="classifier",
+        ),  # fmt: skip
+        Stage(
+            "eval_region_group",
+            "evaluate",
+            [],
+            rows={"method": "region grouping"},
+            model="region_group",
+        ),  # fmt: skip
         Stage("eval_lcam_img", "evaluate", [], rows={"method": "L-CAM-Img"}, model="lcam_img"),
     ]
 
 
 def table_rows(report: str) -> dict[str, list[str]]:
     lines = [line for line in report.splitlines() if line.startswith("| ")]
-    return {line.split(" | ")[0][2:]: [c.strip() for c in line.strip("|").split("|")] for line in lines}
+    return {
+        line.split(" | ")[0][2:]: [c.strip() for c in line.strip("|").split("|")] for line in lines
+    }
 
 
 def test_report_table_best_arrows_footnote(tmp_path):
@@ -73,20 +93,35 @@ def test_report_table_best_arrows_footnote(tmp_path):
     rows = table_rows(report)
     header = rows["method"]
     assert header == ["method", "model acc ↑", "ad@15 ↓", "ic@15 ↑", "iou_auc ↑",
-                      "ms_per_image ↓", "landmark_error ↓"]  # fmt: skip
+                      "ms_per_image ↓", "landmark_error ↓", "part_iou ↑"]  # fmt: skip
     # best per column: lowest AD (RISE 12), highest IC (region grouping 7), highest IoU (RISE),
     # lowest ms (Grad-CAM); landmark_error has one value, nothing to compare
-    assert rows["Grad-CAM"] == ["Grad-CAM", "0.875", "20", "3", "0.1", "**4**", "[2]"]
-    assert rows["RISE"] == ["RISE", "0.875", "**12**", "1", "**0.3**", "90", "[2]"]
-    assert rows["region grouping"] == ["region grouping", "0.5", "30", "**7**", "0.2", "[1]", "9.5"]
-    assert "[2] landmark_error: needs part maps, which only region grouping produces (Grad-CAM, RISE)" in report
+    assert rows["Grad-CAM"] == ["Grad-CAM", "0.875", "20", "3", "0.1", "**4**", "[2]", "[2]"]
+    assert rows["RISE"] == ["RISE", "0.875", "**12**", "1", "**0.3**", "90", "[2]", "[2]"]
+    assert rows["region grouping"] == [
+        "region grouping",
+        "0.5",
+        "30",
+        "**7**",
+        "0.2",
+        "[1]",
+        "9.5",
+        "0.4",
+    ]
+    assert (
+        "[2] landmark_error, part_iou: needs part maps, which only region grouping produces (Grad-CAM, RISE)"
+        in report
+    )
     assert "[1] ms_per_image: skipped by the evaluator" in report
     assert "L-CAM-Img (eval_lcam_img: not run (needs lcam_img))" in report  # missing method
     assert "| classifier | 0.875 |" in report and "| region_group | 0.5 |" in report
     assert "| classifier | done | 12.5 | `python -m explainbench.train x=1` |" in report
     # claims: only where both numbers exist
     assert "region grouping's iou_auc higher than Grad-CAM's: holds (0.2 vs 0.1)" in report
-    assert "L-CAM-Img's ad@15 lower than Grad-CAM's: not tested here (no ad@15 for L-CAM-Img)" in report
+    assert (
+        "L-CAM-Img's ad@15 lower than Grad-CAM's: not tested here (no ad@15 for L-CAM-Img)"
+        in report
+    )
     page = (tmp_path / "report.html").read_text()
     assert "<b>12</b>" in page and "<b>7</b>" in page and "<th>ad@15 ↓</th>" in page
 
@@ -158,7 +193,9 @@ def test_plan_uses_the_same_test_images_everywhere(tmp_path):
         assert "data.subset=8" in s.args and "data.subset_seed=0" in s.args, s.name
     trains = {s.name: s.args for s in stages if s.kind == "train"}
     assert all("trainer.max_epochs=1" in a for a in trains.values())
-    assert f"backbone.checkpoint={tmp_path / 'classifier/checkpoints/last.ckpt'}" in trains["lcam_fm"]
+    assert (
+        f"backbone.checkpoint={tmp_path / 'classifier/checkpoints/last.ckpt'}" in trains["lcam_fm"]
+    )
 
 
 @pytest.mark.slow
