@@ -205,16 +205,17 @@ def test_demo_tiny_end_to_end(tmp_path):
                "--out-root", str(tmp_path)]  # fmt: skip
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (demo_dir,) = tmp_path.glob("*/report.md")
-    report = demo_dir.read_text()
+    (report_file,) = tmp_path.glob("*/report.md")
+    demo_dir = report_file.parent
+    report = report_file.read_text()
     for label in ["Grad-CAM", "RISE", "relevant features", "L-CAM-Img", "L-CAM-Fm", "EAT",
                   "region grouping", "attention (sharable, early)"]:  # fmt: skip
         assert f"| {label} |" in report, label
     assert "ad@15 ↓" in report and "**" in report
-    assert "base64," in (demo_dir.parent / "report.html").read_text()
+    assert "base64," in (demo_dir / "report.html").read_text()
     # resume after a "crash": drop one stage's metrics.json; only it runs again
-    (demo_dir.parent / "eval_eat" / "metrics.json").unlink()
-    (demo_dir).unlink()
+    (demo_dir / "eval_eat" / "metrics.json").unlink()
+    report_file.unlink()  # the demo did not get to its report
     proc = subprocess.run([*command, "--resume"], cwd=tmp_path, env=env, capture_output=True,
                           text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
