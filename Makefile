@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install train test test-full lint format clean help
+.PHONY: install demo train test test-full lint format clean help
 
 help:
+	@echo "make demo      every method and explainer on an8flower, one report (installs first; RESUME=1 goes on after a crash)"
 	@echo "make train     default run: an8flower single6c, small_cnn, classifier (installs first)"
 	@echo "make test      fast test suite (installs first)"
 	@echo "make test-full every test, including the slow ones"
@@ -22,6 +23,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# outputs/demo/<time>/report.md and report.html; RESUME=1 goes on in the newest unfinished demo dir
+demo: $(STAMP)
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python -m explainbench.demo $(if $(RESUME),--resume) $(ARGS)
 
 train: $(STAMP)
 	$(BIN)/python train.py $(ARGS)

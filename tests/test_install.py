@@ -35,6 +35,7 @@ def test_console_scripts_are_declared():
         "explainbench-train": "explainbench.train:main",
         "explainbench-evaluate": "explainbench.evaluate:main",
         "explainbench-report": "explainbench.report:main",
+        "explainbench-demo": "explainbench.demo:main",
     }
 
 

@@ -1,0 +1,223 @@
+"""make demo (explainbench/demo.py) and its report (explainbench/demo_report.py).
+
+Fast: the report builder on fake stage dirs (hand-written metrics.json / results.csv) and the
+resume logic with a mocked runner. Slow: the driver end to end in --tiny mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from explainbench.demo import Stage, main, plan, resume_dir, run_stages
+from explainbench.demo_report import write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fake_eval(stage_dir: Path, values: dict[str, dict[str, float]]) -> None:
+    """An evaluate.py run dir: results.csv (column order) and metrics.json."""
+    stage_dir.mkdir(parents=True)
+    columns = list(dict.fromkeys(k for row in values.values() for k in row))
+    lines = [",".join(["explainer", *columns])]
+    lines += [",".join([n, *(str(r.get(c, "")) for c in columns)]) for n, r in values.items()]
+    (stage_dir / "results.csv").write_text("\n".join(lines) + "\n")
+    metrics = {f"test/{k}/{n}": v for n, r in values.items() for k, v in r.items()}
+    (stage_dir / "metrics.json").write_text(json.dumps(metrics))
+
+
+def fake_stages(tmp_path: Path) -> list[Stage]:
+    (tmp_path / "classifier").mkdir()
+    (tmp_path / "classifier" / "metrics.json").write_text(json.dumps({"test/acc": 0.875}))
+    (tmp_path / "classifier" / "demo_stage.json").write_text(
+        json.dumps({"command": "python -m explainbench.train x=1", "seconds": 12.5})
+    )
+    (tmp_path / "region_group").mkdir()
+    (tmp_path / "region_group" / "metrics.json").write_text(json.dumps({"test/acc": 0.5}))
+    fake_eval(
+        tmp_path / "eval_posthoc",
+        {
+            "gradcam": {"ad@15": 20.0, "ic@15": 3.0, "iou_auc": 0.1, "ms_per_image": 4.0},
+            "rise": {"ad@15": 12.0, "ic@15": 1.0, "iou_auc": 0.3, "ms_per_image": 90.0},
+        },
+    )
+    fake_eval(
+        tmp_path / "eval_region_group",
+        {
+            "method": {
+                "ad@15": 30.0,
+                "ic@15": 7.0,
+                "iou_auc": 0.2,
+                "landmark_error": 9.5,
+                "part_iou": 0.4,
+            }
+        },
+    )
+    return [
+        Stage("classifier", "train", []),
+        Stage("region_group", "train", []),
+        Stage(
+            "eval_posthoc",
+            "evaluate",
+            [],
+            rows={"gradcam": "Grad-CAM", "rise": "RISE"},
+            model="classifier",
+        ),  # fmt: skip
+        Stage(
+            "eval_region_group",
+            "evaluate",
+            [],
+            rows={"method": "region grouping"},
+            model="region_group",
+        ),  # fmt: skip
+        Stage("eval_lcam_img", "evaluate", [], rows={"method": "L-CAM-Img"}, model="lcam_img"),
+    ]
+
+
+def table_rows(report: str) -> dict[str, list[str]]:
+    lines = [line for line in report.splitlines() if line.startswith("| ")]
+    return {
+        line.split(" | ")[0][2:]: [c.strip() for c in line.strip("|").split("|")] for line in lines
+    }
+
+
+def test_report_table_best_arrows_footnote(tmp_path):
+    stages = fake_stages(tmp_path)
+    status = {"classifier": "done", "eval_lcam_img": "not run (needs lcam_img)"}
+    write_report(tmp_path, stages, status)
+    report = (tmp_path / "report.md").read_text()
+    rows = table_rows(report)
+    header = rows["method"]
+    assert header == ["method", "model acc ↑", "ad@15 ↓", "ic@15 ↑", "iou_auc ↑",
+                      "ms_per_image ↓", "landmark_error ↓", "part_iou ↑"]  # fmt: skip
+    # best per column: lowest AD (RISE 12), highest IC (region grouping 7), highest IoU (RISE),
+    # lowest ms (Grad-CAM); landmark_error has one value, nothing to compare
+    assert rows["Grad-CAM"] == ["Grad-CAM", "0.875", "20", "3", "0.1", "**4**", "[2]", "[2]"]
+    assert rows["RISE"] == ["RISE", "0.875", "**12**", "1", "**0.3**", "90", "[2]", "[2]"]
+    assert rows["region grouping"] == [
+        "region grouping",
+        "0.5",
+        "30",
+        "**7**",
+        "0.2",
+        "[1]",
+        "9.5",
+        "0.4",
+    ]
+    assert (
+        "[2] landmark_error, part_iou: needs part maps, which only region grouping produces (Grad-CAM, RISE)"
+        in report
+    )
+    assert "[1] ms_per_image: skipped by the evaluator" in report
+    assert "L-CAM-Img (eval_lcam_img: not run (needs lcam_img))" in report  # missing method
+    assert "| classifier | 0.875 |" in report and "| region_group | 0.5 |" in report
+    assert "| classifier | done | 12.5 | `python -m explainbench.train x=1` |" in report
+    # claims: only where both numbers exist
+    assert "region grouping's iou_auc higher than Grad-CAM's: holds (0.2 vs 0.1)" in report
+    assert (
+        "L-CAM-Img's ad@15 lower than Grad-CAM's: not tested here (no ad@15 for L-CAM-Img)"
+        in report
+    )
+    page = (tmp_path / "report.html").read_text()
+    assert "<b>12</b>" in page and "<b>7</b>" in page and "<th>ad@15 ↓</th>" in page
+
+
+def test_report_embeds_gallery(tmp_path):
+    stages = fake_stages(tmp_path)
+    png = b"\x89PNG\r\n\x1a\nfake"
+    (tmp_path / "eval_posthoc" / "gallery.png").write_bytes(png)
+    write_report(tmp_path, stages, {})
+    assert "data:image/png;base64,iVBORw0KGgpmYWtl" in (tmp_path / "report.html").read_text()
+    assert "![eval_posthoc](eval_posthoc/gallery.png)" in (tmp_path / "report.md").read_text()
+
+
+def test_resume_skips_finished_stages_and_reruns_others(tmp_path):
+    stages = [
+        Stage("a", "train", ["x=1"]),
+        Stage("b", "train", ["x=2"]),
+        Stage("c", "evaluate", ["ckpt_path=b"], needs=["b"]),
+        Stage("d", "evaluate", ["ckpt_path=a"], needs=["a"]),
+    ]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "metrics.json").write_text("{}")  # finished before the crash
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "last.ckpt").write_text("")  # crashed: no metrics.json
+    ran = []
+
+    def runner(command, stage_dir, quiet):
+        ran.append(stage_dir.name)
+        if stage_dir.name == "b":
+            return 3
+        (stage_dir / "metrics.json").write_text("{}")
+        return 0
+
+    status = run_stages(stages, tmp_path, runner=runner, quiet=True)
+    assert ran == ["b", "d"]
+    assert status == {"a": "skipped", "b": "failed (exit code 3)",
+                      "c": "not run (needs b)", "d": "done"}  # fmt: skip
+    assert json.loads((tmp_path / "b" / "demo_stage.json").read_text())["returncode"] == 3
+    # a second resume runs only what is still unfinished
+    ran.clear()
+    run_stages(stages, tmp_path, runner=runner, quiet=True)
+    assert ran == ["b"]
+
+
+def test_fit_stage_marked_finished_by_driver(tmp_path):
+    stage = Stage("fit", "fit", ["--ckpt", "x"])
+    run_stages([stage], tmp_path, runner=lambda c, d, q: 0, quiet=True)
+    assert "fit/seconds" in json.loads((tmp_path / "fit" / "metrics.json").read_text())
+    assert stage.command(tmp_path)[1:3] == ["-m", "explainbench.relevant_features.fit"]
+
+
+def test_resume_dir_latest_unfinished(tmp_path):
+    for name, done in [("2024-01-01_00-00-00", False), ("2024-01-02_00-00-00", True)]:
+        (tmp_path / name).mkdir()
+        if done:
+            (tmp_path / name / "report.md").write_text("")
+    assert resume_dir(tmp_path, "latest") == tmp_path / "2024-01-01_00-00-00"
+    assert resume_dir(tmp_path, None).parent == tmp_path
+    (tmp_path / "2024-01-01_00-00-00" / "report.md").write_text("")
+    with pytest.raises(SystemExit, match="no unfinished demo dir"):
+        main(["--resume", "--out-root", str(tmp_path)])
+
+
+def test_plan_uses_the_same_test_images_everywhere(tmp_path):
+    stages = plan(tmp_path, tiny=True)
+    evals = [s for s in stages if s.kind == "evaluate"]
+    assert len(evals) == 7
+    for s in evals:
+        assert "data.subset=8" in s.args and "data.subset_seed=0" in s.args, s.name
+    trains = {s.name: s.args for s in stages if s.kind == "train"}
+    assert all("trainer.max_epochs=1" in a for a in trains.values())
+    assert (
+        f"backbone.checkpoint={tmp_path / 'classifier/checkpoints/last.ckpt'}" in trains["lcam_fm"]
+    )
+
+
+@pytest.mark.slow
+def test_demo_tiny_end_to_end(tmp_path):
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "explainbench.demo", "--tiny", "--quiet",
+               "--out-root", str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (report_file,) = tmp_path.glob("*/report.md")
+    demo_dir = report_file.parent
+    report = report_file.read_text()
+    for label in ["Grad-CAM", "RISE", "relevant features", "L-CAM-Img", "L-CAM-Fm", "EAT",
+                  "region grouping", "attention (sharable, early)"]:  # fmt: skip
+        assert f"| {label} |" in report, label
+    assert "ad@15 ↓" in report and "**" in report
+    assert "base64," in (demo_dir / "report.html").read_text()
+    # resume after a "crash": drop one stage's metrics.json; only it runs again
+    (demo_dir / "eval_eat" / "metrics.json").unlink()
+    report_file.unlink()  # the demo did not get to its report
+    proc = subprocess.run([*command, "--resume"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "eval_eat: done" in proc.stdout
+    assert proc.stdout.count("finished before") == 13
