@@ -76,6 +76,7 @@ def test_missing_extra_is_one_line_naming_the_pip_command(monkeypatch):
     assert extras.missing_extra(["hparams_search=lr_grid", "trainer=slurm", "seed=3"]) is None
 
 
+@pytest.mark.slow  # a child process with the plugin hidden (~5 s); the message itself is tested fast above
 def test_missing_extra_from_the_command_line(tmp_path):
     """train.py itself, with the plugin reported absent the way an uninstalled package is
     (find_spec → None, patched by a sitecustomize on the child's path): exit 1, one line."""
@@ -119,6 +120,7 @@ def test_two_job_sweep_through_submitit_local(tmp_path):
     assert any((sweep / ".submitit").rglob("*_result.pkl"))
 
 
+@pytest.mark.slow  # three training trials (~10 s)
 def test_optuna_runs_three_trials_and_reports_the_best(tmp_path):
     proc = run_cli(
         "train.py",

@@ -242,6 +242,7 @@ def _tiny_model():
     return build_backbone("small_cnn", num_classes=2, widths=(4, 8)).eval()
 
 
+@pytest.mark.slow  # an evaluate.py run (~7 s); the maps themselves: tests/explainers/test_layer_heatmaps.py
 def test_evaluate_layer_heatmaps_grid_per_image(trained_run, tmp_path):
     """layer_heatmaps is scored like any explainer (its saliency: small_cnn's high layer, the
     explanation layer, so the same numbers as ``activation``) and its gallery row is the image

@@ -86,6 +86,7 @@ def test_ddp_sim_gives_the_single_process_metrics(checkpoint, single_process_run
     assert (out / "gallery.png").is_file() and "7 test images" in proc.stdout
 
 
+@pytest.mark.slow  # its fixture trains and evaluates a model (~8 s)
 def test_evaluate_logs_metrics_table_and_gallery_to_wandb(single_process_run):
     """The offline W&B run holds the per-explainer metrics, the results table and one
     captioned gallery image per gallery row."""

@@ -18,7 +18,11 @@ from .helpers import CONF, TINY_DATA, compose_cfg, run_cli, run_dirs, run_unwrap
 METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize(
+    "backbone",
+    # the full-width attention stacks: tests/test_attention_modules.py trains narrow ones fast
+    [pytest.param(b, marks=pytest.mark.slow) if b.startswith("ran") else b for b in BACKBONES],
+)
 def test_fast_dev_run_every_backbone(backbone, tmp_path):
     cfg = compose_cfg(
         ["debug=fdr", f"backbone={backbone}", *TINY_DATA, "data.batch_size=4"], tmp_path

@@ -170,6 +170,7 @@ def test_ran_backbones_are_refused_with_a_pointer_to_the_classifier():
         AttentionNet(net, attention={"kind": "residual"})
 
 
+@pytest.mark.slow  # two training jobs (~8 s); the method's pieces are tested in-process above
 def test_cli_sweep_trains_residual_and_sharable_and_scores_their_masks(tmp_path):
     proc = run_cli(
         "train.py",
