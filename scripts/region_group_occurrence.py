@@ -27,6 +27,7 @@ from scipy import stats  # noqa: E402
 
 from explainbench.methods.build import load_method, stored_datamodule  # noqa: E402
 from explainbench.methods.region_group_parts import part_occurrence, prior_loss  # noqa: E402
+from explainbench.viz import save_figure  # noqa: E402
 
 
 @torch.no_grad()
@@ -61,8 +62,7 @@ def plot(t: np.ndarray, alpha: float, beta: float, title: str, out: str, bins: i
     axes[0][-1].legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, dpi=110)
 
 
 def main() -> None:

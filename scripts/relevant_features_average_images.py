@@ -38,6 +38,7 @@ from explainbench.explainers.receptive_field import Geometry, layer_geometry  # 
 from explainbench.methods.build import load_method, stored_datamodule  # noqa: E402
 from explainbench.relevant_features.store import check_features_match, default_path  # noqa: E402
 from explainbench.utils.image import denormalize  # noqa: E402
+from explainbench.viz import save_figure  # noqa: E402
 
 FEATURE_KEYS = ("W", "index", "layers", "mu", "num_classes", "checkpoint")
 
@@ -172,8 +173,7 @@ def plot(averages: dict, filters: dict, info: DataInfo, out: str, class_names=No
             axes[row][col].imshow(pixels.permute(1, 2, 0).numpy())
             axes[row][col].set_title(f"{layer.removeprefix('backbone.')}:{f}", fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, dpi=110)
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ from explainbench.explainers.receptive_field import stride_periods  # noqa: E402
 from explainbench.explainers.stride_artifacts import stride_frequency_share  # noqa: E402
 from explainbench.methods.build import load_method, stored_datamodule  # noqa: E402
 from explainbench.utils.image import denormalize  # noqa: E402
+from explainbench.viz import save_figure  # noqa: E402
 
 RULES = {"deconvnet": Deconvnet, "guided": GuidedBackprop}
 COLUMNS = ["input", "activation"] + [
@@ -109,8 +110,7 @@ def plot(x: Tensor, maps: dict, info: DataInfo, out: str) -> None:
             if r == 0:
                 ax.set_title(column, fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, dpi=110)
 
 
 def share_table(maps: dict, logits: dict, periods: list[int]) -> list[str]:
