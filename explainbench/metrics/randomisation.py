@@ -248,6 +248,9 @@ class ModelRandomisation(ExplanationMetric):
             halves the extra explanations.
         max_groups: size of the per-step states (fixed for DDP); a model with more layer groups
             fails with a clear error.
+        max_images: check only the first this many images of each process (None: all); the
+            check costs ``1 + 2·groups`` explanations per image, a subset keeps it affordable for
+            the perturbation explainers (Score-CAM, RISE).
 
     ``compute()`` → ``rand_spearman`` and ``rand_ssim`` (cascade fully randomised, the headline),
     ``rand_spearman@<group>`` for each cascade step (``@head`` first, then the stages top down; the
@@ -261,9 +264,17 @@ class ModelRandomisation(ExplanationMetric):
     needs_explainer = True
 
     def __init__(
-        self, seed: int = 0, independent: bool = True, max_groups: int = 16, **kwargs
+        self,
+        seed: int = 0,
+        independent: bool = True,
+        max_groups: int = 16,
+        max_images: int | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if max_images is not None and max_images < 1:
+            raise ValueError(f"max_images must be >= 1 or None (all images), got {max_images}")
+        self.max_images = max_images
         self.seed = int(seed)
         self.independent = bool(independent)
         self.max_groups = int(max_groups)
@@ -342,9 +353,15 @@ class ModelRandomisation(ExplanationMetric):
                 "ModelRandomisation has no explainer to re-run on the randomised models: the "
                 "evaluator binds it (metric.needs_explainer); call metric.bind_explainer(explainer)."
             )
-        target = explanation.target
-        cascade, indep = self.maps(model, batch["image"], target)
-        self.update(explanation.saliency, cascade, indep)
+        x, target, saliency = batch["image"], explanation.target, explanation.saliency
+        if self.max_images is not None:
+            n = max(0, self.max_images - int(self.count))
+            if n == 0:
+                return
+            x, saliency = x[:n], saliency[:n]
+            target = target[:n] if isinstance(target, Tensor) and target.ndim > 0 else target
+        cascade, indep = self.maps(model, x, target)
+        self.update(saliency, cascade, indep)
 
     def compute(self) -> dict[str, Tensor]:
         if self.count == 0:

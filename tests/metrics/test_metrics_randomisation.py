@@ -276,3 +276,29 @@ def test_the_evaluator_binds_each_explainer_to_its_own_metric(trained):
     results = evaluator.compute()
     assert results["channel_mean"]["rand_spearman"] == pytest.approx(1.0)
     assert results["gradcam"]["rand_spearman"] < 0.5
+
+
+def test_max_images_checks_only_the_first_images_across_batches(trained):
+    """max_images=5 over batches of 3 + 4: the same values as all of images 0..4 in one batch, and
+    the explainer is not called on the randomised models once 5 images are in."""
+    x, _ = _squares(7, 11)
+    target = torch.tensor([0, 1, 1, 0, 1, 0, 1])
+    expl = GradCAM()(trained, x, target)
+    capped = ModelRandomisation(max_images=5)
+    capped.bind_explainer(GradCAM())
+    for sl in (slice(0, 3), slice(3, 7)):
+        capped.update_batch(trained, {"image": x[sl]}, Explanation(expl.saliency[sl], target[sl]))
+    first = ModelRandomisation()
+    first.bind_explainer(GradCAM())
+    first.update_batch(trained, {"image": x[:5]}, Explanation(expl.saliency[:5], target[:5]))
+    assert int(capped.count) == 5
+    assert _values(capped) == pytest.approx(_values(first), abs=1e-6)
+    recorder = Recorder(trained)
+    full = ModelRandomisation(max_images=2)
+    full.bind_explainer(recorder)
+    full.update_batch(trained, {"image": x[:2]}, Explanation(expl.saliency[:2], target[:2]))
+    calls = len(recorder.calls)
+    full.update_batch(trained, {"image": x[2:4]}, Explanation(expl.saliency[2:4], target[2:4]))
+    assert len(recorder.calls) == calls  # nothing re-explained after the cap
+    with pytest.raises(ValueError, match="max_images"):
+        ModelRandomisation(max_images=0)
