@@ -19,16 +19,18 @@ from collections import Counter
 import torch
 
 from explainbench.methods.build import load_method, stored_datamodule
+from explainbench.metrics.sentence import class_attribute_index
 
 
 def discriminative_attributes(class_names: list[str], attribute_names: list[str]) -> torch.Tensor:
     """``[R]`` index of the attribute named like each class (an8flower: "centre: red" ...)."""
-    missing = [c for c in class_names if c not in attribute_names]
-    if missing:
+    index = class_attribute_index(class_names, attribute_names)
+    if index is None:
+        missing = [c for c in class_names if c not in attribute_names]
         raise SystemExit(
             f"Not an an8flower checkpoint: no attribute is named like the classes {missing[:3]}."
         )
-    return torch.tensor([attribute_names.index(c) for c in class_names])
+    return index
 
 
 def main() -> None:
