@@ -156,10 +156,37 @@ def layer_groups(model: nn.Module) -> list[tuple[str, list[str]]]:
     backbone = _backbone_of(model)
     names = {id(m): n for n, m in model.named_modules()}
     extractor = backbone.extractor
-    layers = extractor.layers if backbone.name == "googlenet" else extractor
     keys = set(model.state_dict())
+    inside = {id(m) for m in extractor.modules()}
+    head = [n for n, m in _resettable(model, "", keys) if n and id(m) not in inside]
+    if callable(getattr(extractor, "stage_outputs", None)):
+        stages = _named_stage_groups(extractor, names, keys)
+    else:
+        stages = _sliced_stage_groups(backbone, attach_stages(backbone), names, keys)
+    groups = [(HEAD, head), *reversed(stages)]
+    return [(g, mods) for g, mods in groups if mods]
+
+
+def _named_stage_groups(extractor: nn.Module, names: dict, keys: set[str]) -> list:
+    """Stages of an extractor that names them (``stage_outputs()``: attention_net's), bottom up;
+    its modules outside every stage (the attention module) form one more group, ``rest``, just
+    above the lowest stage (the attention acts on that stage's output)."""
+    modules = dict(extractor.named_modules())
+    stages = [(stage, modules[path]) for stage, path in extractor.stage_outputs().items()]
+    covered = {id(m) for _, stage in stages for m in stage.modules()}
+    rest = [
+        n for n, m in _resettable(extractor, names[id(extractor)], keys) if id(m) not in covered
+    ]
+    groups = [(stage, [n for n, _ in _resettable(m, names[id(m)], keys)]) for stage, m in stages]
+    return groups[:1] + [("rest", rest)] + groups[1:]
+
+
+def _sliced_stage_groups(backbone, ends: dict[str, int], names: dict, keys: set[str]) -> list:
+    """Stages as slices of the extractor's layers (``attach_stages``), bottom up."""
+    extractor = backbone.extractor
+    layers = extractor.layers if backbone.name == "googlenet" else extractor
     stages, start = [], 0
-    for stage, end in attach_stages(backbone).items():
+    for stage, end in ends.items():
         end = min(end, len(layers))  # a truncated backbone (region grouping) lacks later stages
         if end <= start:
             continue
@@ -170,10 +197,7 @@ def layer_groups(model: nn.Module) -> list[tuple[str, list[str]]]:
         ]
         stages.append((stage, modules))
         start = end
-    inside = {id(m) for m in extractor.modules()}
-    head = [n for n, m in _resettable(model, "", keys) if n and id(m) not in inside]
-    groups = [(HEAD, head), *reversed(stages)]
-    return [(g, mods) for g, mods in groups if mods]
+    return stages
 
 
 def _state_keys(model: nn.Module, module_names: list[str]) -> list[str]:

@@ -302,3 +302,24 @@ def test_max_images_checks_only_the_first_images_across_batches(trained):
     assert len(recorder.calls) == calls  # nothing re-explained after the cap
     with pytest.raises(ValueError, match="max_images"):
         ModelRandomisation(max_images=0)
+
+
+def test_attention_net_groups_its_named_stages_and_the_attention_module():
+    """attention_net's extractor names its stages (``stage_outputs``): every trainable parameter
+    of the model is in exactly one group, the attention module in its own group above the lowest
+    stage, and the check runs end to end."""
+    from explainbench.methods.attention_net import AttentionNet
+
+    torch.manual_seed(0)
+    net = build_backbone("small_cnn", num_classes=2, widths=(8, 16, 16), dropout=0.0)
+    model = AttentionNet(net, attention={"kind": "sharable", "stage": "early"}).eval()
+    groups = layer_groups(model)
+    assert [g for g, _ in groups] == ["head", "later1", "later0", "rest", "first"]
+    assert all(n.startswith("backbone.extractor.attention") for n in dict(groups)["rest"])
+    owners = [n for _, names in groups for n in names]
+    assert len(owners) == len(set(owners))
+    grouped = {f"{m}.{p}" for m in owners for p, _ in dict(model.named_modules())[m].named_parameters(recurse=False)}  # fmt: skip
+    assert grouped == {n for n, _ in model.named_parameters()}
+    x, _ = _squares(2, 3)
+    metric = _check(model, GradCAM(), x)
+    assert set(metric.compute()) >= {"rand_spearman", "rand_spearman@rest"}
