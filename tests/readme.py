@@ -93,9 +93,7 @@ class ReadmeRunner:
         self.claimed = [normalize(c) for c in claimed]
         self.ran: set[str] = set()
 
-    def words(
-        self, command: str | None = None, subs: dict[str, object] | None = None
-    ) -> list[str]:
+    def words(self, command: str | None = None, subs: dict[str, object] | None = None) -> list[str]:
         if command is None:
             if len(self.claimed) != 1:
                 raise ValueError(f"name the command: this test claims {self.claimed}")

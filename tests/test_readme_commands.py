@@ -204,7 +204,9 @@ def test_attention_stages_sweep_and_its_report(readme, tmp_path):
         subs={"timestamp": sweep.name}, extra=[str(sweep)],
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    rows = [
+        line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line
+    ]
     assert len(rows) == 1 + 9  # the header and one row per job
     assert "method.attention.kind" in rows[0] and "method.attention.stage" in rows[0]
 
@@ -242,7 +244,9 @@ def test_evaluate_defaults_and_the_sanity_check(readme, tiny_run, tmp_path):
     assert all(-1 <= float(r["rand_spearman"]) <= 1 for r in rows.values())
 
 
-@pytest.mark.readme("python train.py callbacks=explain explainers=[gradcam,scorecam] metrics.iou=null")
+@pytest.mark.readme(
+    "python train.py callbacks=explain explainers=[gradcam,scorecam] metrics.iou=null"
+)
 def test_explanation_metrics_during_training(readme, tmp_path):
     cfg = compose_cfg([*readme.overrides(), *TINY_DATA, "trainer.max_epochs=1",
                        "trainer.accelerator=cpu", "callbacks.model_summary=null",
