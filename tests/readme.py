@@ -119,9 +119,12 @@ class ReadmeRunner:
             raise ValueError(f"not a train.py / evaluate.py command: {' '.join(words)}")
         return words[2:]
 
-    def run(self, tmp_path: Path, command=None, extra=(), subs=None, timeout=300, env=None):
+    def run(
+        self, tmp_path: Path, command=None, extra=(), subs=None, timeout=300, env=None, cwd=None
+    ):
         """The command as a subprocess in the repository root, ``extra`` appended; ``python`` is
-        this interpreter, and train.py / evaluate.py runs go under ``tmp_path``."""
+        this interpreter, and train.py / evaluate.py runs go under ``tmp_path``; ``cwd`` (default:
+        the repository root) for commands that name paths relative to it."""
         words = self.words(command, subs)
         if words[0] == "python":
             words[0] = sys.executable
@@ -137,7 +140,7 @@ class ReadmeRunner:
         }
         full_env.pop("HYDRA_FULL_ERROR", None)
         return subprocess.run(
-            [*words, *extra], cwd=ROOT, env=full_env, capture_output=True, text=True,
+            [*words, *extra], cwd=cwd or ROOT, env=full_env, capture_output=True, text=True,
             timeout=timeout,
         )  # fmt: skip
 

@@ -199,10 +199,17 @@ def test_attention_stages_sweep_and_its_report(readme, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(run_dirs(proc.stdout)) == 9
     (sweep,) = (tmp_path / "train" / "multiruns").iterdir()
+    # the README's relative outputs/ is this test's tmp_path
+    work = tmp_path / "cwd"
+    work.mkdir()
+    (work / "outputs").symlink_to(tmp_path)
     proc = readme.run(
-        tmp_path, "python -m explainbench.report outputs/train/multiruns/<timestamp>",
-        subs={"timestamp": sweep.name}, extra=[str(sweep)],
-    )  # fmt: skip
+        tmp_path,
+        "python -m explainbench.report outputs/train/multiruns/<timestamp>",
+        subs={"timestamp": sweep.name},
+        cwd=work,
+        env={"PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [
         line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line
