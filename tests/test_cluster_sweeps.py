@@ -41,6 +41,22 @@ def test_slurm_preset_gives_one_task_per_gpu_and_the_trainer_follows(tmp_path):
     )
 
 
+@pytest.mark.readme(
+    "python train.py -m hydra/launcher=slurm_ddp trainer=slurm hydra.launcher.nodes=2 "
+    "hydra.launcher.gpus_per_node=4 hydra.launcher.partition=<partition> "
+    "experiment=eat_cub_resnet50"
+)
+def test_readme_slurm_command_composes_a_two_node_eight_process_job(readme, tmp_path):
+    """No cluster here: the README's SLURM command is composed (what submitit would be given)."""
+    overrides = readme.overrides(subs={"partition": "gpu"})
+    assert overrides[0] == "-m"  # a multirun: the launcher submits the job
+    cfg = compose_cfg([*overrides[1:], "hydra.mode=MULTIRUN"], tmp_path)
+    launcher = cfg.hydra.launcher
+    assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (2, 4, 4)
+    assert launcher.partition == "gpu" and cfg.backbone.name == "resnet50"
+    assert (cfg.trainer.devices, cfg.trainer.num_nodes, cfg.trainer.strategy) == (4, 2, "ddp")
+
+
 def test_slurm_launcher_lets_a_sweep_use_ddp(tmp_path):
     """Each SLURM job's tasks are the DDP processes: -m with trainer=slurm is allowed there, and
     still refused with the basic launcher (each DDP child would re-run the sweep)."""
@@ -121,12 +137,12 @@ def test_two_job_sweep_through_submitit_local(tmp_path):
 
 
 @pytest.mark.slow  # three training trials (~10 s)
-def test_optuna_runs_three_trials_and_reports_the_best(tmp_path):
-    proc = run_cli(
-        "train.py",
-        ["hparams_search=an8flower_optuna", "hydra.sweeper.n_trials=3",
-         "hydra.sweeper.sampler.n_startup_trials=2", *TINY_DATA, "trainer.max_epochs=1"],
+@pytest.mark.readme("python train.py hparams_search=an8flower_optuna")
+def test_optuna_runs_three_trials_and_reports_the_best(readme, tmp_path):
+    proc = readme.run(
         tmp_path,
+        extra=["hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
+               *TINY_DATA, "trainer.max_epochs=1"],
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep,) = (tmp_path / "train" / "multiruns").iterdir()

@@ -34,19 +34,25 @@ RESNET_FDR = [
 @pytest.mark.parametrize(
     ("experiment", "write", "template_word"),
     [
-        ("eat_cub_resnet50", lambda tmp: write_cub(tmp), "bird"),
+        pytest.param(
+            "eat_cub_resnet50",
+            lambda tmp: write_cub(tmp),
+            "bird",
+            marks=pytest.mark.readme("python train.py experiment=eat_cub_resnet50"),
+        ),
         ("eat_sun_resnet50", lambda tmp: write_sun(tmp / "sun"), "scene"),
         ("eat_aircraft17_resnet50", lambda tmp: write_folder(tmp / "aircraft17"), "aircraft"),
     ],
 )
 def test_resnet50_experiments_fast_dev_run_on_the_fixtures(
-    experiment, write, template_word, tmp_path
+    experiment, write, template_word, readme, tmp_path
 ):
     torch.set_num_threads(1)
     root = write(tmp_path / "data")
-    cfg = compose_cfg(
-        [f"experiment={experiment}", f"data.root={root}", *RESNET_FDR], tmp_path / "run"
-    )
+    # the README's command where it names this experiment
+    command = readme.overrides() if readme.claimed else [f"experiment={experiment}"]
+    assert command == [f"experiment={experiment}"]
+    cfg = compose_cfg([*command, f"data.root={root}", *RESNET_FDR], tmp_path / "run")
     assert cfg.backbone.name == "resnet50" and cfg.method.template.startswith(
         f"This {template_word} has"
     )
@@ -83,13 +89,17 @@ def test_eat_on_data_without_attributes_is_one_clear_cli_error(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+# the README's `python train.py experiment=an8flower_eat`, then the size-shrinking overrides
+EAT_RUN = "python train.py experiment=an8flower_eat"
+
+
 @pytest.fixture(scope="module")
 def eat_run(tmp_path_factory):
     """A 1-epoch EAT on tiny an8flower double12c with the gallery and method explainer on."""
     out = tmp_path_factory.mktemp("eat")
     cfg = compose_cfg(
         [
-            "experiment=an8flower_eat",
+            *EAT_RUN.split()[2:],
             "trainer.max_epochs=1",
             "trainer.accelerator=cpu",
             "callbacks.model_summary=null",
@@ -105,7 +115,9 @@ def eat_run(tmp_path_factory):
     return out, run(cfg)
 
 
-def test_eat_run_logs_both_terms_far_and_draws_the_gallery(eat_run):
+@pytest.mark.readme("python train.py experiment=an8flower_eat")
+def test_eat_run_logs_both_terms_far_and_draws_the_gallery(eat_run, readme):
+    assert readme.overrides(EAT_RUN) == EAT_RUN.split()[2:]  # what the eat_run fixture ran
     run_dir, metrics = eat_run
     assert {"test/loss/ce", "test/loss/attr", "test/far/method", "test/far/gradcam"} <= set(metrics)
     assert (run_dir / "gallery" / "test.png").is_file()
@@ -124,18 +136,12 @@ def test_checkpoint_alone_rebuilds_eat_with_its_names(eat_run):
     assert all(s.startswith("This flower has ") for s in explanation.sentences)
 
 
-def test_evaluate_scores_eat_with_method_and_gradcam(eat_run, tmp_path):
+@pytest.mark.readme(
+    "python evaluate.py ckpt_path=<run>/checkpoints/last.ckpt explainers=[method,gradcam]"
+)
+def test_evaluate_scores_eat_with_method_and_gradcam(eat_run, readme, tmp_path):
     run_dir, _ = eat_run
-    proc = run_cli(
-        "evaluate.py",
-        [
-            f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
-            "explainers=[method,gradcam]",
-            "data.subset=8",
-            "gallery_images=2",
-        ],
-        tmp_path,
-    )
+    proc = readme.run(tmp_path, subs={"run": run_dir}, extra=["data.subset=8", "gallery_images=2"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     (out,) = run_dirs(proc.stdout)
     table = (out / "results.md").read_text()

@@ -243,24 +243,19 @@ def _tiny_model():
 
 
 @pytest.mark.slow  # an evaluate.py run (~7 s); the maps themselves: tests/explainers/test_layer_heatmaps.py
-def test_evaluate_layer_heatmaps_grid_per_image(trained_run, tmp_path):
+@pytest.mark.readme(
+    "python evaluate.py ckpt_path=<run>/checkpoints/last.ckpt explainers=[activation,layer_heatmaps] "
+    "gallery_images=3 gallery_per_image=true"
+)
+def test_evaluate_layer_heatmaps_grid_per_image(trained_run, readme, tmp_path):
     """layer_heatmaps is scored like any explainer (its saliency: small_cnn's high layer, the
     explanation layer, so the same numbers as ``activation``) and its gallery row is the image
     and the low / middle / high maps, written once per image as gallery/<index>.png."""
     from matplotlib.image import imread
 
     run_dir, _ = trained_run
-    proc = run_cli(
-        "evaluate.py",
-        [
-            f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
-            "explainers=[activation,layer_heatmaps]",
-            "metrics=[iou,pointing_game]",
-            "data.subset=6",
-            "gallery_images=3",
-            "gallery_per_image=true",
-        ],
-        tmp_path,
+    proc = readme.run(
+        tmp_path, subs={"run": run_dir}, extra=["metrics=[iou,pointing_game]", "data.subset=6"]
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (out,) = run_dirs(proc.stdout)

@@ -45,11 +45,12 @@ def test_paper_experiments_carry_the_papers_settings(experiment, tmp_path):
     assert "multi_label" not in method  # multi-label comes from the data (DataInfo.multilabel)
 
 
-def test_an8flower_experiment_trains_and_scores_landmarks_and_parts(tmp_path):
+@pytest.mark.readme("python train.py experiment=an8flower_region_group")
+def test_an8flower_experiment_trains_and_scores_landmarks_and_parts(readme, tmp_path):
     """A 1-epoch run with the method's explanation scored (IoU, landmarks) and the gallery drawn;
     the checkpoint alone rebuilds the same model."""
     torch.set_num_threads(1)
-    cfg = compose_cfg(["experiment=an8flower_region_group", "trainer.max_epochs=1", "trainer.accelerator=cpu",
+    cfg = compose_cfg([*readme.overrides(), "trainer.max_epochs=1", "trainer.accelerator=cpu",
                        "callbacks.model_summary=null", "callbacks=explain", "explainers=[method]",
                        "metrics=[iou]", "callbacks.explanation_metrics.max_samples=32",
                        "callbacks.heatmap_gallery.num_images=2", *TINY_DATA], tmp_path)  # fmt: skip
@@ -68,11 +69,12 @@ def test_an8flower_experiment_trains_and_scores_landmarks_and_parts(tmp_path):
     assert model.part_maps(x).shape == (2, 5, 16, 16)
 
 
-def test_cub_experiment_fast_dev_run_on_the_fixture(tmp_path):
+@pytest.mark.readme("python train.py experiment=region_group_cub")
+def test_cub_experiment_fast_dev_run_on_the_fixture(readme, tmp_path):
     torch.set_num_threads(1)
     root = write_cub(tmp_path / "data")
     cfg = compose_cfg([
-        "experiment=region_group_cub", f"data.root={root}", "debug=fdr", "backbone.weights=null",
+        *readme.overrides(), f"data.root={root}", "debug=fdr", "backbone.weights=null",
         "data.image_size=80", "data.resize_size=80", "data.batch_size=4", "data.num_workers=0",
         "data.pin_memory=false", "trainer.accelerator=cpu", "callbacks.model_summary=null",
     ], tmp_path / "run")  # fmt: skip

@@ -84,19 +84,16 @@ def test_run_writes_metrics_json_and_tests_best_checkpoint(tmp_path, monkeypatch
     assert "last.ckpt" in checkpoints and len(checkpoints) == 2
 
 
-def test_multirun_sweep_makes_one_job_dir_and_wandb_run_each(tmp_path):
-    proc = run_cli(
-        "train.py",
-        [
-            "-m",
-            "method.optimizer.lr=0.01,0.001",
+@pytest.mark.readme("python train.py -m method.optimizer.lr=0.01,0.001 logger=wandb")
+def test_multirun_sweep_makes_one_job_dir_and_wandb_run_each(readme, tmp_path):
+    proc = readme.run(
+        tmp_path,
+        extra=[
             "trainer.max_epochs=1",
-            "logger=wandb",
             "callbacks.model_summary=null",
             "trainer.log_every_n_steps=1",
             *TINY_DATA,
         ],
-        tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     dirs = run_dirs(proc.stdout)
@@ -126,13 +123,9 @@ def read_wandb_history(run_dir: Path) -> list[dict]:
     return [r["history"]["item"] for r in records if r.get("type") == "history"]
 
 
-def test_ddp_sim_runs_two_processes_one_run_dir(tmp_path):
-    proc = run_cli(
-        "train.py",
-        ["trainer=ddp_sim", "trainer.max_epochs=1", "callbacks.model_summary=null", *TINY_DATA],
-        tmp_path,
-        timeout=400,
-    )
+@pytest.mark.readme("python train.py trainer=ddp_sim trainer.max_epochs=1")
+def test_ddp_sim_runs_two_processes_one_run_dir(readme, tmp_path):
+    proc = readme.run(tmp_path, extra=["callbacks.model_summary=null", *TINY_DATA], timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     dirs = run_dirs(proc.stdout)
     assert len(dirs) == 1, proc.stdout[-2000:]

@@ -21,8 +21,20 @@ def script(name: str, *args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+FIT = "python scripts/fit_relevant_features.py --ckpt <run>/checkpoints/last.ckpt"
+EVALUATE = (
+    "python evaluate.py ckpt_path=<run>/checkpoints/last.ckpt "
+    "explainers=[relevant_features,guided_backprop,activation]"
+)
+
+
 @pytest.mark.slow
-def test_fit_then_evaluate_then_ablate(tmp_path):
+@pytest.mark.readme(
+    "python scripts/fit_relevant_features.py --ckpt <run>/checkpoints/last.ckpt",
+    "python evaluate.py ckpt_path=<run>/checkpoints/last.ckpt "
+    "explainers=[relevant_features,guided_backprop,activation]",
+)
+def test_fit_then_evaluate_then_ablate(readme, tmp_path):
     cfg = compose_cfg(
         ["trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.model_summary=null",
          *TINY_DATA],
@@ -39,23 +51,21 @@ def test_fit_then_evaluate_then_ablate(tmp_path):
     assert proc.returncode != 0
     assert "fit_relevant_features.py --ckpt" in proc.stderr + proc.stdout
 
-    proc = script("fit_relevant_features.py", "--ckpt", str(ckpt), "--max-images", "48")
+    subs = {"run": ckpt.parents[1]}
+    proc = readme.run(tmp_path, FIT, subs=subs, extra=["--max-images", "48"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     features = torch.load(ckpt.parent / "relevant_features.pt", weights_only=True)
     assert features["W"].shape == (len(features["index"]), 6) and features["num_classes"] == 6
     assert features["images"] == 48 and features["mu"] == 10.0
     assert (features["W"].abs().sum(0) <= 10.0 + 1e-4).all()
 
-    proc = run_cli(
-        "evaluate.py",
-        [f"ckpt_path={ckpt}", "explainers=[relevant_features,guided_backprop]",
-         "metrics=[iou]", "data.subset=8", "gallery_images=2"],
-        tmp_path,
-    )  # fmt: skip
+    proc = readme.run(
+        tmp_path, EVALUATE, subs=subs, extra=["metrics=[iou]", "data.subset=8", "gallery_images=2"]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (out,) = run_dirs(proc.stdout)
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert [r["explainer"] for r in rows] == ["relevant_features", "guided_backprop"]
+    assert [r["explainer"] for r in rows] == ["relevant_features", "guided_backprop", "activation"]
     assert (out / "gallery.png").is_file()
 
     proc = script("fit_relevant_features.py", "--ckpt", str(ckpt), "--layers", "conv9")
