@@ -19,12 +19,23 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .demo_figures import (
+    bar_charts,
+    combined_gallery,
+    curve_plot,
+    family_of,
+    method_maps,
+    read_curves,
+    read_gallery,
+    sentences,
+)
 from .metrics.far import ForegroundAttentionRate
 from .metrics.iou import MaskIoU
 from .metrics.landmarks import LandmarkLocalization
 from .metrics.part_iou import PartIoU
 from .metrics.pass_count import PassCount
 from .metrics.pointing_game import PointingGame
+from .metrics.sentence import SentenceAccuracy
 
 # Which direction is better, per column key. A metric class with one direction for all its keys
 # gives its ``higher_is_better``; AD/IC and deletion/insertion mix both (their classes leave it
@@ -44,12 +55,14 @@ DIRECTIONS: list[tuple[str, bool]] = [
     (r"^part_iou", PartIoU.higher_is_better),
     (r"^ms_per_image$", False),
     (r"(randomi[sz]ation|spearman|ssim)", False),
+    (r"^sentence_", SentenceAccuracy.higher_is_better),
 ]
 
 # Why a metric has no value for a row, by column key (the evaluator skips a metric whose
 # annotation the data or the explanation lacks).
 WHY_EMPTY = [
     (r"^(landmark_error|part_iou)", "needs part maps, which only region grouping produces"),
+    (r"^sentence_", "scores textual explanations, which only EAT writes"),
     (r"", "skipped by the evaluator for this row (see the stage's evaluate.log)"),
 ]
 
@@ -67,13 +80,7 @@ CLAIMS = [
 ]
 
 # What issue 16 asks for that the demo does not produce yet
-NOT_BUILT = [
-    "EAT's attribute-explanation accuracy of its sentences "
-    "(scripts/eat_an8flower_attributes.py, not a stage yet)",
-    "one bar chart per metric family and the IoU curves",
-    "EAT sentences and region-grouping part maps for a few images",
-    "W&B runs (logger=wandb) of the stages",
-]
+NOT_BUILT: list[str] = []
 
 
 def higher_is_better(key: str) -> bool | None:
@@ -222,9 +229,66 @@ def stage_records(demo_dir: Path, stages, status: dict[str, str]) -> list[list[s
     return rows
 
 
+def main_columns(table: Table) -> tuple[list[str], list[str]]:
+    """The main table's columns (keys of a metric family) and the rest (per-step values of the
+    randomisation check), each in first-seen order."""
+    main = [k for k in table.columns if family_of(k) is not None]
+    return main, [k for k in table.columns if k not in main]
+
+
+class Sections:
+    """The report as Markdown and HTML side by side, section by section."""
+
+    def __init__(self, demo_dir: Path, title: str) -> None:
+        self.demo_dir = demo_dir
+        self.md = [f"# {title}", ""]
+        self.html = [f"<h1>{html.escape(title)}</h1>"]
+
+    def heading(self, text: str) -> None:
+        self.md += [f"## {text}", ""]
+        self.html.append(f"<h2>{html.escape(text)}</h2>")
+
+    def text(self, *lines: str) -> None:
+        self.md += [*lines, ""]
+        self.html.append(f"<p>{'<br>'.join(html.escape(x.rstrip()) for x in lines)}</p>")
+
+    def items(self, lines: list[str]) -> None:
+        self.md += [f"- {x}" for x in lines] + [""]
+        self.html.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>")
+
+    def table(self, header: list[str], rows: list[list[str]]) -> None:
+        self.md += markdown(header, rows) + [""]
+        self.html.append(html_table(header, rows))
+
+    def image(self, title: str, path: Path) -> None:
+        rel = path.relative_to(self.demo_dir).as_posix()
+        self.md += [f"![{title}]({rel})", ""]
+        data = base64.b64encode(path.read_bytes()).decode()
+        self.html.append(
+            f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
+            f"src='data:image/png;base64,{data}'>"
+        )
+
+    def write(self) -> list[Path]:
+        style = (
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}"
+        )
+        page = (
+            "<!doctype html><html><head><meta charset='utf-8'><title>explainbench demo</title>"
+            f"<style>{style}</style></head><body>{''.join(self.html)}</body></html>\n"
+        )
+        (self.demo_dir / "report.md").write_text("\n".join(self.md))
+        (self.demo_dir / "report.html").write_text(page)
+        return [self.demo_dir / "report.md", self.demo_dir / "report.html"]
+
+
 def write_report(demo_dir: Path, stages, status: dict[str, str]) -> list[Path]:
     demo_dir = Path(demo_dir)
-    table = collect(demo_dir, stages)
+    figures = demo_dir / "figures"
+    full = collect(demo_dir, stages)
+    columns, other = main_columns(full)
+    table = Table(full.rows, columns, full.values, full.model_of)
     accuracy = {
         s.name: read_json(demo_dir / s.name / "metrics.json").get("test/acc")
         for s in stages
@@ -234,39 +298,81 @@ def write_report(demo_dir: Path, stages, status: dict[str, str]) -> list[Path]:
     header, body, footnotes = main_table(table, accuracy)
     notes = [f"[{i}] {', '.join(keys)}: {why} ({', '.join(rows)})" for i, (keys, why, rows) in
              enumerate(footnotes, 1)]  # fmt: skip
+    evals = [s for s in stages if s.kind == "evaluate"]
     missing = [
         f"{label} ({s.name}: {status.get(s.name, 'not run')})"
-        for s in stages
-        if s.kind == "evaluate"
+        for s in evals
         for label in s.rows.values()
         if label not in table.values
     ] + NOT_BUILT
-    claims = claim_lines(table)
-    models = [[name, fmt(acc)] for name, acc in accuracy.items()]
     timing = stage_records(demo_dir, stages, status)
     total = sum(float(r[2]) for r in timing if r[2])
-    galleries = [
-        (s.name, demo_dir / s.name / "gallery.png") for s in stages if s.kind == "evaluate"
-    ]
-    galleries = [(n, p) for n, p in galleries if p.is_file()]
+    galleries = {s.name: read_gallery(demo_dir / s.name) for s in evals}
 
-    md = ["# explainbench demo: an8flower single6c", ""]
-    md += ["Rows: explanation methods; columns: metrics (↑ higher is better, ↓ lower); the best"
-           " value of each column in **bold**. `model acc`: test accuracy of the model explained.",
-           ""]  # fmt: skip
-    md += markdown(header, body) + [""]
-    md += [f"{n}  " for n in notes] + ([""] if notes else [])
-    md += ["## Trained models (test accuracy)", ""] + markdown(["stage", "test/acc"], models) + [""]
-    md += ["## The papers' claims, re-tested", ""] + [f"- {c}" for c in claims] + [""]
-    md += ["## Missing", ""] + [f"- {m}" for m in missing] + [""]
-    md += ["## Galleries", ""] + [f"![{n}]({n}/gallery.png)" for n, _ in galleries] + [""]
-    md += [f"## Stages (total {total:.1f} s)", ""]
-    md += markdown(["stage", "status", "seconds", "command"], timing) + [""]
-    (demo_dir / "report.md").write_text("\n".join(md))
-    (demo_dir / "report.html").write_text(
-        to_html(header, body, notes, models, claims, missing, galleries, timing, total)
+    out = Sections(demo_dir, "explainbench demo: an8flower single6c")
+    out.text(
+        "Rows: explanation methods; columns: metrics (↑ higher is better, ↓ lower); the best "
+        "value of each column in **bold**. `model acc`: test accuracy of the model explained. "
+        f"Every method is scored on the same {images_of(stages)} test images."
     )
-    return [demo_dir / "report.md", demo_dir / "report.html"]
+    out.table(header, body)
+    if notes:
+        out.text(*notes)
+    out.heading("The papers' claims, re-tested")
+    out.items(claim_lines(table))
+    out.heading("Metric families")
+    for title, path in bar_charts(table, figures):
+        out.image(title, path)
+    iou = {
+        label: curve
+        for s in evals
+        for label, curve in read_curves(demo_dir / s.name, s.rows, "iou").items()
+    }
+    if iou:
+        out.heading("IoU curves (against the discriminative part)")
+        out.image("IoU against the saliency threshold",
+                  curve_plot(iou, figures / "iou_curves.png", "threshold", "mean IoU"))  # fmt: skip
+    gallery = combined_gallery(
+        [(galleries[s.name], s.rows) for s in evals], figures / "gallery_all.png"
+    )
+    if gallery is not None:
+        out.heading("Every method on the same images (the ground-truth part outlined)")
+        out.image("gallery", gallery)
+    eat = [s for s in evals if s.name == "eval_eat"]
+    if eat and sentences(galleries[eat[0].name]):
+        out.heading("EAT's textual explanations")
+        out.items(sentences(galleries[eat[0].name]))
+    parts = [s for s in evals if s.name == "eval_region_group"]
+    if parts:
+        path = method_maps(galleries[parts[0].name], figures / "region_group_parts.png")
+        if path is not None:
+            out.heading("Region grouping: the part maps")
+            out.image("part assignment", path)
+    if other:
+        out.heading("Randomisation check, cascade step by step")
+        rows = [[r] + [fmt(full.values[r][k]) if k in full.values[r] else "" for k in other]
+                for r in full.rows if any(k in full.values[r] for k in other)]  # fmt: skip
+        out.table(["method", *other], rows)
+    out.heading("Trained models (test accuracy)")
+    out.table(["stage", "test/acc"], [[name, fmt(acc)] for name, acc in accuracy.items()])
+    out.heading("Missing")
+    out.items(missing or ["nothing"])
+    out.heading("Galleries of each evaluation")
+    for s in evals:
+        if (demo_dir / s.name / "gallery.png").is_file():
+            out.image(s.name, demo_dir / s.name / "gallery.png")
+    out.heading(f"Stages (total {total:.1f} s)")
+    out.table(["stage", "status", "seconds", "command"], timing)
+    return out.write()
+
+
+def images_of(stages) -> str:
+    """The evaluations' ``data.subset`` (the number of test images), from their arguments."""
+    for s in stages:
+        for arg in s.args:
+            if arg.startswith("data.subset="):
+                return arg.split("=", 1)[1]
+    return "the"
 
 
 def html_table(header: list[str], rows: list[list[str]]) -> str:
@@ -278,27 +384,3 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def to_html(header, body, notes, models, claims, missing, galleries, timing, total) -> str:
-    def items(lines):
-        return "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>"
-
-    images = "".join(
-        f"<h3>{html.escape(name)}</h3><img alt='{html.escape(name)}' src='data:image/png;base64,"
-        f"{base64.b64encode(path.read_bytes()).decode()}'>"
-        for name, path in galleries
-    )
-    style = (
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>explainbench demo</title>"
-        f"<style>{style}</style></head><body><h1>explainbench demo: an8flower single6c</h1>"
-        f"{html_table(header, body)}<p>{'<br>'.join(map(html.escape, notes))}</p>"
-        f"<h2>Trained models (test accuracy)</h2>{html_table(['stage', 'test/acc'], models)}"
-        f"<h2>The papers' claims, re-tested</h2>{items(claims)}<h2>Missing</h2>{items(missing)}"
-        f"<h2>Galleries</h2>{images}<h2>Stages (total {total:.1f} s)</h2>"
-        f"{html_table(['stage', 'status', 'seconds', 'command'], timing)}</body></html>\n"
-    )

@@ -221,3 +221,68 @@ def test_demo_tiny_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "eval_eat: done" in proc.stdout
     assert proc.stdout.count("finished before") == 13
+
+
+def fake_gallery(
+    stage_dir: Path, index: list[int], maps: dict[str, float], text: str = "", extra=None
+):
+    """A gallery.pt whose images and maps are constant per image: image ``i`` has pixel value
+    ``i / 100`` and explainer ``e``'s map ``maps[e] + i / 100``, so alignment is checkable."""
+    import torch
+
+    n = len(index)
+    level = torch.tensor(index, dtype=torch.float32).view(n, 1, 1, 1) / 100
+    part = torch.zeros(n, 1, 8, 8)
+    part[:, :, 2:5, 3:6] = 1
+    torch.save(
+        {
+            "index": torch.tensor(index),
+            "image": level.expand(n, 3, 8, 8).clone(),
+            "label": torch.tensor(index) % 2,
+            "pred": torch.tensor([0] * n),
+            "class_names": ["centre: red", "leaves: blue"],
+            "captions": [""] * n,
+            "texts": [f"{text} {i}" if text else "" for i in index],
+            "maps": dict(extra or {}),
+            "explainer_maps": {e: (v + level).expand(n, 1, 8, 8).clone() for e, v in maps.items()},
+            "masks": {"part_mask": part},
+            "iou": {},
+        },
+        stage_dir / "gallery.pt",
+    )
+
+
+def test_report_figures_sentences_and_combined_gallery(tmp_path):
+    import torch
+
+    from explainbench.demo_figures import combined_panels, read_gallery
+
+    stages = fake_stages(tmp_path)
+    fake_gallery(tmp_path / "eval_posthoc", [5, 3, 9], {"gradcam": 0.1, "rise": 0.2})
+    parts = {"parts": torch.rand(2, 1, 8, 8)}
+    fake_gallery(tmp_path / "eval_region_group", [9, 5], {"method": 0.3}, "p1:0.60", parts)
+    stages.append(Stage("eval_eat", "evaluate", [], rows={"method": "EAT"}, model="eat"))
+    (tmp_path / "eval_eat").mkdir()
+    fake_gallery(tmp_path / "eval_eat", [5], {"method": 0.4}, "This flower has centre: red")
+    curve = {"x": [0.1, 0.5, 0.9], "y": [0.4, 0.2, 0.05]}
+    (tmp_path / "eval_posthoc" / "curves.json").write_text(
+        json.dumps({"gradcam": {"iou": curve}, "rise": {"deletion": curve}})
+    )
+    # the combined gallery: the images both stages show (5, 9) in the first stage's order, each
+    # method's map of the same image in one row
+    galleries = [(read_gallery(tmp_path / s.name), s.rows) for s in stages[2:4]]
+    pixels, maps, captions, outline = combined_panels(galleries)
+    assert pixels[:, 0, 0, 0].tolist() == pytest.approx([0.05, 0.09])
+    assert list(maps) == ["Grad-CAM", "RISE", "region grouping"]
+    assert maps["region grouping"][:, 0, 0, 0].tolist() == pytest.approx([0.35, 0.39])
+    assert maps["RISE"][:, 0, 0, 0].tolist() == pytest.approx([0.25, 0.29])
+    assert captions == ["#5\nleaves: blue", "#9\nleaves: blue"] and outline.sum() == 18
+    write_report(tmp_path, stages, {})
+    report = (tmp_path / "report.md").read_text()
+    for figure in ["figures/gallery_all.png", "figures/iou_curves.png",
+                   "figures/region_group_parts.png", "figures/average_drop_increase_in_confidence_l_cam.png",
+                   "figures/localisation_of_the_part.png", "figures/parts_region_grouping.png"]:  # fmt: skip
+        assert f"]({figure})" in report and (tmp_path / figure).is_file(), figure
+    assert "- #5 (leaves: blue → centre: red): This flower has centre: red 5" in report
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == report.count("![")

@@ -29,6 +29,7 @@ def gallery_figure(
     maps: Mapping[str, Tensor],
     captions: Sequence[str] | None = None,
     alpha: float = 0.5,
+    outline: Tensor | None = None,
 ) -> plt.Figure:
     """Rows = images, columns = the image then one overlay per explainer in ``maps``.
 
@@ -36,6 +37,8 @@ def gallery_figure(
         pixels: ``[N,3,H,W]`` images in ``[0,1]``.
         maps: explainer name → ``[N,1,H,W]`` saliency in ``[0,1]``.
         captions: one line per image (e.g. "label: red, pred: red").
+        outline: ``[N,1,H,W]`` ground-truth masks drawn as a white contour on every panel (the
+            region a map should cover, e.g. an8flower's discriminative part).
     """
     pixels = pixels.expand(-1, 3, -1, -1)  # grey images (MNIST, data.channels=1) shown as RGB
     n, cols = pixels.shape[0], 1 + len(maps)
@@ -50,6 +53,10 @@ def gallery_figure(
                 axes[i, j].set_title(name, fontsize=8)
         if i == 0:
             axes[i, 0].set_title("image", fontsize=8)
+        if outline is not None and outline[i].max() > 0:
+            mask = outline[i].detach().float().squeeze().cpu().numpy()
+            for ax in axes[i]:
+                ax.contour(mask, levels=[0.5], colors="white", linewidths=0.8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
