@@ -16,7 +16,9 @@ in DIR and ``--resume`` alone in the newest dir under ``--out-root`` that has no
 (an unfinished demo). A stage whose ``metrics.json`` exists is finished (train.py and evaluate.py
 write it last) and is skipped; any other stage is run again from the start. A stage that fails
 does not stop the demo: the stages that need it are skipped and the report lists them as missing.
-``--tiny`` shrinks everything (64 training images, one epoch, 8 test images) for the tests.
+``--tiny`` shrinks everything (64 training images, one epoch, 8 test images) for the tests;
+``--stages a,b`` runs only those stages (with ``--resume DIR`` to re-run them in DIR); the report
+covers every stage, the others as they are.
 """
 
 from __future__ import annotations
@@ -210,20 +212,25 @@ def run_stages(
     """Run every unfinished stage in order; returns each stage's status: done | skipped (finished
     before) | failed (exit code n) | not run (needs ...)."""
     status: dict[str, str] = {}
-    for stage in stages:
+    for number, stage in enumerate(stages, 1):
         stage_dir = demo_dir / stage.name
+        counter = f"({number}/{len(stages)})"
         if is_finished(stage_dir):
             status[stage.name] = "skipped"
             print(f"[demo] {stage.name}: finished before ({METRICS_FILE}), skipped", flush=True)
             continue
-        broken = [n for n in stage.needs if status.get(n) not in ("done", "skipped")]
+        broken = [
+            n
+            for n in stage.needs
+            if status.get(n) not in ("done", "skipped") and not is_finished(demo_dir / n)
+        ]
         if broken:
             status[stage.name] = f"not run (needs {', '.join(broken)})"
             print(f"[demo] {stage.name}: not run, needs {', '.join(broken)}", flush=True)
             continue
         stage_dir.mkdir(parents=True, exist_ok=True)
         command = stage.command(stage_dir)
-        print(f"[demo] {stage.name}: {shlex.join(command)}", flush=True)
+        print(f"[demo] {counter} {stage.name}: {shlex.join(command)}", flush=True)
         start = time.perf_counter()
         code = runner(command, stage_dir, quiet)
         seconds = time.perf_counter() - start
@@ -235,6 +242,17 @@ def run_stages(
         (stage_dir / STAGE_FILE).write_text(json.dumps(record, indent=2) + "\n")
         print(f"[demo] {stage.name}: {status[stage.name]} in {seconds:.1f} s", flush=True)
     return status
+
+
+def select(stages: list[Stage], names: list[str]) -> list[Stage]:
+    """The stages named, in run order; an unknown name is an error listing the stages."""
+    known = [s.name for s in stages]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(
+            f"Error: unknown stage(s) {', '.join(unknown)}; the stages: {', '.join(known)}"
+        )
+    return [s for s in stages if s.name in names]
 
 
 def resume_dir(root: Path, resume: str | None) -> Path:
@@ -268,6 +286,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out-root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--quiet", action="store_true", help="stage output to <stage>/stage.log")
+    parser.add_argument(
+        "--stages",
+        default=None,
+        help="comma-separated stage names to run (default: all); the others are left as they are",
+    )
     args = parser.parse_args(argv)
     from .demo_report import write_report
 
@@ -278,8 +301,12 @@ def main(argv: list[str] | None = None) -> None:
     demo_dir.mkdir(parents=True, exist_ok=True)
     print(f"[demo] {demo_dir}", flush=True)
     stages = plan(demo_dir, tiny=args.tiny)
+    chosen = select(stages, args.stages.split(",")) if args.stages else stages
     start = time.perf_counter()
-    status = run_stages(stages, demo_dir, quiet=args.quiet)
+    status = run_stages(chosen, demo_dir, quiet=args.quiet)
+    for stage in stages:  # the report covers every stage; --stages left the others alone
+        if stage.name not in status:
+            status[stage.name] = "skipped" if is_finished(demo_dir / stage.name) else "not selected"
     paths = write_report(demo_dir, stages, status)
     print(f"[demo] total {time.perf_counter() - start:.1f} s; report: {', '.join(map(str, paths))}")
     if any(s.startswith(("failed", "not run")) for s in status.values()):
