@@ -1,6 +1,7 @@
 """``make demo``: every method and post-hoc explainer on an8flower, scored side by side.
 
     python -m explainbench.demo [--tiny] [--resume [DIR]] [--out-root outputs/demo] [--quiet]
+                                [--logger wandb|csv]
     explainbench-demo ...                    (the same, installed as a console script)
 
 A small driver around ordinary runs, so that any stage re-runs alone with the command the report
@@ -39,6 +40,7 @@ DEFAULT_ROOT = Path("outputs/demo")
 STAGE_FILE = "demo_stage.json"  # the command, elapsed seconds and return code of a stage
 METRICS_FILE = "metrics.json"  # written last by train.py / evaluate.py: the stage is finished
 REPORT_FILE = "report.md"
+WANDB_OFFLINE_RUNS = "*/wandb/offline-run-*"  # one per stage; `wandb sync` takes them all
 CKPT = Path("checkpoints") / "last.ckpt"
 
 # The same fixed test images for every evaluation (the an8flower test split is generated from
@@ -97,15 +99,28 @@ class Stage:
         return [sys.executable, "-m", program, *self.args, f"hydra.run.dir={stage_dir}"]
 
 
-def plan(demo_dir: Path, tiny: bool = False) -> list[Stage]:
-    """The demo's stages in run order (paths inside ``demo_dir``)."""
-    train_extra = ["logger=csv", *(TINY_TRAIN if tiny else [])]
+def logger_args(demo_dir: Path, stage: str, logger: str) -> list[str]:
+    """A stage's logger: ``csv``, or one W&B run per stage (offline without an API key), named
+    after the stage, grouped under the demo dir's name and saved in the stage dir; evaluate
+    stages add ``metric_prefix=<stage>`` and ``tags=[demo,<stage>]`` themselves."""
+    if logger == "csv":
+        return ["logger=csv"]
+    return [
+        "logger=wandb",
+        f"logger.wandb.group={demo_dir.name}",
+        f"logger.wandb.name={stage}",
+        f"logger.wandb.save_dir={demo_dir / stage}",
+    ]
+
+
+def plan(demo_dir: Path, tiny: bool = False, logger: str = "wandb") -> list[Stage]:
+    """The demo's stages in run order (paths inside ``demo_dir``); ``logger``: wandb | csv."""
+    train_extra = [*(TINY_TRAIN if tiny else [])]
     images = TINY_TEST_IMAGES if tiny else TEST_IMAGES
     masks = TINY_RISE_MASKS if tiny else RISE_MASKS
     metrics = [*METRICS, RANDOMISATION]
     eval_extra = [
         f"metrics.{RANDOMISATION}.max_images={min(RANDOMISATION_IMAGES, images)}",
-        "logger=csv",
         f"data.subset={images}",
         "data.subset_seed=0",
         f"gallery_images={GALLERY_IMAGES}",
@@ -115,7 +130,8 @@ def plan(demo_dir: Path, tiny: bool = False) -> list[Stage]:
         return str(demo_dir / stage / CKPT)
 
     def train(name: str, *args: str, needs: tuple[str, ...] = ()) -> Stage:
-        return Stage(name, "train", [*args, *train_extra], needs=list(needs))
+        args = [*args, *train_extra, *logger_args(demo_dir, name, logger)]
+        return Stage(name, "train", args, needs=list(needs))
 
     def evaluate(name, model, explainers, rows, *args, metric_list=metrics, needs=()):
         return Stage(
@@ -127,6 +143,8 @@ def plan(demo_dir: Path, tiny: bool = False) -> list[Stage]:
                 f"metrics=[{','.join(metric_list)}]",
                 *args,
                 *eval_extra,
+                *logger_args(demo_dir, name, logger),
+                *([f"metric_prefix={name}", f"tags=[demo,{name}]"] if logger == "wandb" else []),
             ],
             needs=[model, *needs],
             rows=rows,
@@ -291,6 +309,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="comma-separated stage names to run (default: all); the others are left as they are",
     )
+    parser.add_argument(
+        "--logger",
+        choices=["wandb", "csv"],
+        default="wandb",
+        help="wandb (default): one W&B run per stage, offline without an API key; csv: none",
+    )
     args = parser.parse_args(argv)
     from .demo_report import write_report
 
@@ -300,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"Error: {type(err).__name__}: {err}") from None
     demo_dir.mkdir(parents=True, exist_ok=True)
     print(f"[demo] {demo_dir}", flush=True)
-    stages = plan(demo_dir, tiny=args.tiny)
+    stages = plan(demo_dir, tiny=args.tiny, logger=args.logger)
     chosen = select(stages, args.stages.split(",")) if args.stages else stages
     start = time.perf_counter()
     status = run_stages(chosen, demo_dir, quiet=args.quiet)
@@ -309,6 +333,8 @@ def main(argv: list[str] | None = None) -> None:
             status[stage.name] = "skipped" if is_finished(demo_dir / stage.name) else "not selected"
     paths = write_report(demo_dir, stages, status)
     print(f"[demo] total {time.perf_counter() - start:.1f} s; report: {', '.join(map(str, paths))}")
+    if any(demo_dir.glob(WANDB_OFFLINE_RUNS)):
+        print(f"[demo] W&B (offline): wandb sync {demo_dir}/{WANDB_OFFLINE_RUNS}", flush=True)
     if any(s.startswith(("failed", "not run")) for s in status.values()):
         sys.exit(1)
 

@@ -2,10 +2,19 @@
 
 ``python evaluate.py ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt
 explainers=[gradcam,gradcampp,scorecam,rise]`` writes ``results.csv``, ``results.md``,
-``metrics.json`` and ``gallery.png`` to its run dir and prints the table; with
-``gallery_per_image=true`` also each gallery row as ``gallery/<index>.png`` (index: the
-sample's index in the test split), e.g. one layer-heatmap grid per image with
+``metrics.json``, ``gallery.png``, ``gallery.pt`` and ``curves.json`` to its run dir and prints
+the table; with ``gallery_per_image=true`` also each gallery row as ``gallery/<index>.png``
+(index: the sample's index in the test split), e.g. one layer-heatmap grid per image with
 ``explainers=[layer_heatmaps]``.
+
+``gallery.pt`` (``torch.load(path, weights_only=True)``) holds the gallery images' records:
+``index`` [N] (test-split index), ``image`` [N,3,H,W] in [0,1], ``label``, ``pred`` [N],
+``class_names``, ``captions``, ``texts`` (the method's / explainers' text per image, "" if
+none), ``maps`` {gallery column: [N,1,H,W]}, ``explainer_maps`` {explainer: its saliency, what
+the metrics scored}, ``masks`` {part_mask / mask: [N,1,H,W]} and ``iou`` {explainer: [N] IoU
+AUC against the IoU metric's mask (NaN for an empty mask); only with an IoU metric}.
+``curves.json``: ``{explainer: {curve: {"x": [...], "y": [...]}}}`` (IoU vs threshold,
+deletion / insertion probability vs fraction of pixels).
 """
 
 from __future__ import annotations
@@ -17,16 +26,20 @@ from pathlib import Path
 import hydra
 import lightning as L
 import matplotlib.pyplot as plt
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from .evaluation import ExplanationEvaluator, gallery_panels
+from .evaluation import ExplanationEvaluator
 from .evaluation.cost import estimate_table, passes_per_image, time_passes
+from .evaluation.gallery import gallery_records
+from .evaluation.records import gallery_record, label_name, write_curves
 from .evaluation.task import EvaluationTask
 from .methods.build import load_method
+from .metrics.base import saliency_at
 from .train import check_multirun_strategy
 from .utils.devices import check_devices
 from .utils.extras import require_extras
@@ -37,7 +50,7 @@ from .utils.precision import check_precision
 from .utils.run import log_resolved_config, task_wrapper, write_metrics
 from .utils.validate import validate_config
 from .utils.writable_paths import check_output_paths
-from .viz import figure_to_array, gallery_figure, save_figure
+from .viz import figure_to_array, gallery_figure, overlay, save_figure
 
 log = logging.getLogger("explainbench")
 
@@ -139,27 +152,30 @@ class Report:
         self.command = command
         self.title = Path(cfg.ckpt_path).name
         self.per_image = bool(cfg.get("gallery_per_image"))
+        self.prefix = str(cfg.get("metric_prefix") or "test")
 
     def __call__(self, task, results: dict[str, dict[str, float]], gallery: dict | None) -> None:
         run_dir, dm = self.run_dir, task.datamodule
         run_dir.mkdir(parents=True, exist_ok=True)  # paths.output_dir may be a new folder
         write_results(run_dir, results, self.command)
-        log_results_table(task.loggers, results)
+        write_curves(run_dir / "curves.json", task.curves)
+        log_results_table(task.loggers, results, self.prefix)
         if gallery is not None:
-            pixels, maps, captions = gallery_panels(
-                task.method,
-                gallery,
-                task.evaluator.explainers,
-                dm.mean,
-                dm.std,
-                getattr(dm, "class_names", None),
+            class_names = getattr(dm, "class_names", None)
+            records = gallery_records(
+                task.method, gallery, task.evaluator.explainers, dm.mean, dm.std, class_names
             )
+            record = gallery_record(records, gallery, task.evaluator.metrics, class_names)
+            torch.save(record, run_dir / "gallery.pt")
+            pixels, maps, captions = records.pixels, records.maps, records.captions
             wants_rows = self.per_image or any(isinstance(lg, WandbLogger) for lg in task.loggers)
             rows = []  # one figure per image: gallery/<index>.png and the W&B images
             for i, index in enumerate(gallery["index"].tolist() if wants_rows else []):
                 row = {title: m[i : i + 1] for title, m in maps.items()}
                 rows.append((index, gallery_figure(pixels[i : i + 1], row, captions[i : i + 1])))
-            log_gallery(task.loggers, rows, captions)
+            method = type(task.method).__name__
+            log_gallery(task.loggers, rows, record, method, self.prefix)
+            log_explanations(task.loggers, record, method, self.prefix)
             save_figure(gallery_figure(pixels, maps, captions), run_dir / "gallery.png")
             for index, fig in rows:
                 if self.per_image:
@@ -183,32 +199,95 @@ def timing_line(timing: dict[str, float]) -> str:
     )
 
 
-def log_results_table(loggers, results: dict[str, dict[str, float]]) -> None:
-    """Every logger gets the per-explainer scalars (``test/<metric>/<explainer>``, as train.py
-    logs them), from rank 0 only (they are already reduced over processes); W&B loggers also
-    get the table as a ``wandb.Table`` (key ``test/results``)."""
+def log_results_table(loggers, results: dict[str, dict[str, float]], prefix: str = "test") -> None:
+    """Every logger gets the per-explainer scalars (``<prefix>/<metric>/<explainer>``; prefix
+    ``metric_prefix``, default ``test`` as train.py logs them; the demo's stage name), from
+    rank 0 only (they are already reduced over processes); W&B loggers also get the table as a
+    ``wandb.Table`` (key ``<prefix>/results``). metrics.json keeps ``test/...`` whatever the
+    prefix (the demo report reads it)."""
     header, rows = results_table(results)
-    flat = {f"test/{k}/{name}": v for name, row in results.items() for k, v in row.items()}
+    flat = {f"{prefix}/{k}/{name}": v for name, row in results.items() for k, v in row.items()}
     for logger in loggers:
         logger.log_metrics(flat, step=0)
         logger.save()
         if isinstance(logger, WandbLogger):
-            logger.log_table(key="test/results", columns=header, data=rows)
+            logger.log_table(key=f"{prefix}/results", columns=header, data=rows)
 
 
-def log_gallery(loggers, rows: list, captions: list[str]) -> None:
-    """One ``wandb.Image`` per gallery row (the image and its maps), captioned
-    ``index <i>: y=<label> p=<prediction>``, under ``test/gallery``."""
-    wandb_loggers = [lg for lg in loggers if isinstance(lg, WandbLogger)]
-    if not wandb_loggers:
+def image_caption(record: dict, i: int, method: str) -> str:
+    """``class <label>, prediction <pred>, method <method>`` of gallery image ``i``."""
+    names = record["class_names"]
+    pred = int(record["pred"][i])
+    return (
+        f"class {label_name(record['label'][i], pred, names)}, "
+        f"prediction {label_name(record['pred'][i], pred, names)}, method {method}"
+    )
+
+
+def explainer_label(explainer: str, method: str) -> str:
+    """The explainer's name; the trained method's own explain() (``method``) by its class."""
+    return f"{explainer} ({method})" if explainer == "method" else explainer
+
+
+def wandb_loggers(loggers) -> list[WandbLogger]:
+    return [lg for lg in loggers if isinstance(lg, WandbLogger)]
+
+
+def log_gallery(loggers, rows: list, record: dict, method: str, prefix: str = "test") -> None:
+    """One ``wandb.Image`` per gallery row (the image and its maps) under ``<prefix>/gallery``,
+    captioned ``index <i>: class <label>, prediction <pred>, method <method>: <columns>``."""
+    if not (targets := wandb_loggers(loggers)):
         return
     images = [figure_to_array(fig) for _, fig in rows]
+    columns = ", ".join(explainer_label(e, method) for e in record["explainer_maps"])
     texts = [
-        f"index {index}: " + " ".join(c.split())
-        for (index, _), c in zip(rows, captions, strict=True)
+        f"index {index}: {image_caption(record, i, method)}: {columns}"
+        for i, (index, _) in enumerate(rows)
     ]
-    for logger in wandb_loggers:
-        logger.log_image(key="test/gallery", images=images, caption=texts)
+    for logger in targets:
+        logger.log_image(key=f"{prefix}/gallery", images=images, caption=texts)
+
+
+EXPLANATION_COLUMNS = ["index", "image", "label", "prediction", "explainer", "text", "iou"]
+
+
+def log_explanations(loggers, record: dict, method: str, prefix: str = "test") -> None:
+    """A ``wandb.Table`` under ``<prefix>/explanations``: one row per (gallery image,
+    explainer): its test index, the explainer's map over the image (``wandb.Image`` captioned
+    class, prediction, method), label and prediction (class names), explainer, the image's
+    text (EAT's sentence, region grouping's part attention) and its IoU AUC (None without an
+    IoU metric or with an empty mask)."""
+    if not (targets := wandb_loggers(loggers)):
+        return
+    import wandb
+
+    pixels = record["image"].expand(-1, 3, -1, -1)
+    data = []
+    for i, index in enumerate(record["index"].tolist()):
+        pred = int(record["pred"][i])
+        names = record["class_names"]
+        for name, maps in record["explainer_maps"].items():
+            label = explainer_label(name, method)
+            heat = overlay(pixels[i], saliency_at(maps[i : i + 1], pixels.shape[-2:])[0])
+            image = wandb.Image(
+                (heat * 255).round().astype("uint8"),
+                caption=image_caption(record, i, label),
+            )
+            iou = record["iou"].get(name)
+            iou = None if iou is None or torch.isnan(iou[i]) else float(iou[i])
+            data.append(
+                [
+                    index,
+                    image,
+                    label_name(record["label"][i], pred, names),
+                    label_name(record["pred"][i], pred, names),
+                    label,
+                    record["texts"][i],
+                    iou,
+                ]
+            )
+    for logger in targets:
+        logger.log_table(key=f"{prefix}/explanations", columns=EXPLANATION_COLUMNS, data=data)
 
 
 def print_estimate(cfg: DictConfig, model, datamodule, explainers: dict) -> None:

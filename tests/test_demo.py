@@ -213,6 +213,11 @@ def test_demo_tiny_end_to_end(tmp_path):
         assert f"| {label} |" in report, label
     assert "ad@15 ↓" in report and "**" in report
     assert "base64," in (demo_dir / "report.html").read_text()
+    # W&B: one offline run per stage, grouped by the demo dir, and the sync command printed
+    from .test_demo_wandb import check_demo_wandb_runs
+
+    check_demo_wandb_runs(demo_dir, plan(demo_dir, tiny=True))
+    assert f"wandb sync {demo_dir}/*/wandb/offline-run-*" in proc.stdout
     # resume after a "crash": drop one stage's metrics.json; only it runs again
     (demo_dir / "eval_eat" / "metrics.json").unlink()
     report_file.unlink()  # the demo did not get to its report

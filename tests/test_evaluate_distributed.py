@@ -111,7 +111,10 @@ def test_evaluate_logs_metrics_table_and_gallery_to_wandb(single_process_run):
     assert logged["test/gallery.count"] == 2
     # the first two images of the 7-image subset, named by their index in the test split
     assert [c.split(":")[0] for c in logged["test/gallery.captions"]] == ["index 6", "index 8"]
-    assert all(" y=" in c and " p=" in c for c in logged["test/gallery.captions"])
+    assert all(
+        ": class " in c and ", prediction " in c and ", method Classifier: gradcam, activation" in c
+        for c in logged["test/gallery.captions"]
+    )
 
 
 def test_more_gpus_than_exist_is_one_line(monkeypatch):

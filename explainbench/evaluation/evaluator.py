@@ -130,3 +130,25 @@ class ExplanationEvaluator:
             row["ms_per_image"] = 1000.0 * self.seconds[name] / max(self.images, 1)
             results[name] = row
         return results
+
+    def compute_curves(self) -> dict[str, dict[str, dict[str, list[float]]]]:
+        """``{explainer: {curve: {"x": [...], "y": [...]}}}`` of every metric with a
+        ``compute_curve()`` (IoU: threshold → mean IoU, keyed by the metric's name;
+        deletion_insertion: fraction of pixels → mean probability, one curve per mode, keyed
+        ``deletion`` / ``insertion`` like its scores). DDP-synchronised like :meth:`compute`:
+        call it on every rank."""
+        curves: dict[str, dict[str, dict[str, list[float]]]] = {}
+        for name, per_explainer in self.metrics.items():
+            row: dict[str, dict[str, list[float]]] = {}
+            for metric_name, metric in per_explainer.items():
+                if not hasattr(metric, "compute_curve"):
+                    continue
+                try:
+                    curve = metric.compute_curve()
+                except NoSamplesError:  # compute() has warned already
+                    continue
+                pairs = curve if isinstance(curve, dict) else {metric_name: curve}
+                for key, (x, y) in pairs.items():
+                    row[key] = {"x": x.cpu().tolist(), "y": y.cpu().tolist()}
+            curves[name] = row
+        return curves

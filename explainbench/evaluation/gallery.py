@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,7 +40,46 @@ def gallery_panels(
     class_names: list[str] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor], list[str]]:
     """What a gallery shows: the ``[N,3,H,W]`` pixels in ``[0, 1]``, the named ``[N,1,H,W]``
-    maps (one column each) and one caption per image.
+    maps (one column each) and one caption per image (see :func:`gallery_records`)."""
+    records = gallery_records(model, batch, explainers, mean, std, class_names)
+    return records.pixels, records.maps, records.captions
+
+
+@dataclass
+class GalleryRecords:
+    """One explaining pass over the gallery images: what the figure shows and what evaluate.py
+    saves per image (``gallery.pt``, the W&B explanations table).
+
+    Attributes:
+        pixels: ``[N,3,H,W]`` in ``[0, 1]``.
+        maps: column title → ``[N,1,H,W]`` in ``[0, 1]``, exactly the gallery's columns.
+        captions: one per image (label, prediction and any text, wrapped).
+        label: the batch's labels (``[N]``; ``[N,K]`` for multi-label data).
+        pred: ``[N]`` the model's top class.
+        texts: one string per image: the method's ``gallery_extras`` text followed by any
+            explainer's ``gallery_text`` (``""`` when none).
+        explainer_maps: explainer name → its own ``saliency`` ``[N,1,h,w]`` (what the metrics
+            score; a ``gallery_maps`` explainer shows other columns).
+    """
+
+    pixels: Tensor
+    maps: dict[str, Tensor]
+    captions: list[str]
+    label: Tensor
+    pred: Tensor
+    texts: list[str]
+    explainer_maps: dict[str, Tensor]
+
+
+def gallery_records(
+    model: torch.nn.Module,
+    batch: Mapping[str, Tensor],
+    explainers: Mapping[str, Any],
+    mean,
+    std,
+    class_names: list[str] | None = None,
+) -> GalleryRecords:
+    """Explain ``batch`` once with each explainer and collect the gallery's content.
 
     An explainer gives one column, its saliency; when its Explanation's extras hold
     ``gallery_maps`` (column title → ``[B,1,H,W]`` in ``[0, 1]``) it gives those columns instead
@@ -54,9 +94,11 @@ def gallery_panels(
         batch = copy_for_autograd(batch)
         x = batch["image"]
         maps: dict[str, Tensor] = {}
+        explainer_maps: dict[str, Tensor] = {}
         explainer_texts = []
         for name, explainer in explainers.items():
             explanation = explainer(model, x)
+            explainer_maps[name] = explanation.saliency.detach().cpu()
             own = (explanation.extras or {}).get("gallery_maps") or {name: explanation.saliency}
             for title, m in own.items():
                 maps[title if title not in maps else f"{name}/{title}"] = m.detach().cpu()
@@ -82,4 +124,12 @@ def gallery_panels(
         texts = [f"{t} {e}".strip() for t, e in zip(texts or [""] * len(extra), extra, strict=True)]
     if texts:  # wrapped narrow enough to sit beside one image row
         captions = [c + "\n" + textwrap.fill(t, 28) for c, t in zip(captions, texts, strict=True)]
-    return denormalize(x.detach().cpu(), mean, std), maps, captions
+    return GalleryRecords(
+        pixels=denormalize(x.detach().cpu(), mean, std),
+        maps=maps,
+        captions=captions,
+        label=label,
+        pred=pred,
+        texts=list(texts) or [""] * x.shape[0],
+        explainer_maps=explainer_maps,
+    )

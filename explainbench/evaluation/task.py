@@ -74,6 +74,7 @@ class EvaluationTask(L.LightningModule):
         self.gallery_images = gallery_images
         self.report = report
         self.results: dict[str, dict[str, float]] = {}
+        self.curves: dict[str, dict[str, dict[str, list[float]]]] = {}  # curves.json
         # seconds summed over processes: the whole test loop (data, explainers, metrics, logging)
         # and the explainer calls alone; the difference is what the benchmark costs around them
         self.timing: dict[str, float] = {}
@@ -127,6 +128,7 @@ class EvaluationTask(L.LightningModule):
             "processes": float(self.trainer.world_size),
         }
         self.results = ev.compute()  # torchmetrics syncs the metric states of every rank here
+        self.curves = ev.compute_curves()  # so does compute_curve(): every rank calls it
 
     def on_test_end(self) -> None:
         if not self.trainer.is_global_zero:

@@ -190,3 +190,11 @@ class DeletionInsertion(ExplanationMetric):
         if count == 0:
             raise self._empty()
         return {mode: total / count for mode, total in sums.items()}
+
+    def compute_curve(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """``{mode: (fraction of pixels changed [n+1], mean probability [n+1])}``; the fraction
+        is i/n (the pixel count itself is round(i·N/n), off by under one pixel). Synchronised
+        like :meth:`compute_curves` (call it on every rank under DDP)."""
+        curves = self.compute_curves()
+        x = torch.linspace(0, 1, self.n_steps + 1)
+        return {mode: (x, y) for mode, y in curves.items()}

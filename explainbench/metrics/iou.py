@@ -111,11 +111,18 @@ class MaskIoU(ExplanationMetric):
         return int(self.skipped_count.item())
 
     def _area(self, curve: Tensor) -> Tensor:
+        """Area of ``curve [..., T]`` over the thresholds (the last dim), as ``compute()``'s."""
         if self.auc == "mean" or len(self.thresholds) == 1:
-            return curve.mean()
+            return curve.mean(-1)
         t = torch.tensor(self.thresholds, dtype=curve.dtype, device=curve.device)
-        area = ((t[1:] - t[:-1]) * (curve[1:] + curve[:-1]) / 2).sum()
+        area = ((t[1:] - t[:-1]) * (curve[..., 1:] + curve[..., :-1]) / 2).sum(-1)
         return area / (t[-1] - t[0])
+
+    def per_image_auc(self, saliency: Tensor, mask: Tensor) -> Tensor:
+        """``[B]`` IoU AUC of each image (NaN where its mask is empty): the score ``compute()``
+        averages, one image at a time (evaluate.py's gallery records)."""
+        iou, valid = self.per_image(saliency, mask)
+        return torch.where(valid, self._area(iou), float("nan"))
 
     def compute(self) -> dict[str, Tensor]:
         if self.count == 0:
