@@ -24,6 +24,7 @@ import os
 import torch
 from torch import Tensor, nn
 
+from ..metrics.randomisation import trained_model
 from ..relevant_features.responses import FilterResponses, Layer
 from ..relevant_features.store import check_features_match, default_path, load_features
 from .backprop import REDUCTIONS, backprop_rules, reduce_channels
@@ -92,8 +93,10 @@ class RelevantFeatures:
         path = self._resolve_path(model)
         key = (path, id(model))
         if key not in self._cache:
-            features = load_features(path, getattr(model, "checkpoint_path", None))
-            check_features_match(features, model, path)
+            # a randomisation-check copy is checked as the trained model it was made from
+            fitted_on = trained_model(model)
+            features = load_features(path, getattr(fitted_on, "checkpoint_path", None))
+            check_features_match(features, fitted_on, path)
             if not float(features["mu"]) > 0:
                 raise ValueError(f"{path} has mu={features['mu']}; mu must be > 0: refit it")
             modules = dict(model.named_modules())

@@ -30,6 +30,10 @@ Choices where the paper is silent or differs (also in ``conf/metrics/randomisati
   Explanation contract), where the paper's absolute-value variant gives the same numbers. Ties get
   their average rank (the usual Spearman); a constant map has no ranking: its correlation with a
   non-constant map is 0, with another constant map 1.
+* **Explainers fitted to the model** (relevant features' μ-Lasso W): the fit is part of the
+  explainer's state, made once on the trained model; on the randomised copies the same W is
+  back-projected through the random weights (refitting per copy would cost a μ-Lasso per step).
+  The copy names its source (:func:`trained_model`) so the explainer's fit check passes.
 * **Target**: the randomised model is explained for the class the trained model's explanation
   explained (``explanation.target``), not for its own (random) prediction.
 * **SSIM**: Gaussian window 11, σ = 1.5, K1 = 0.01, K2 = 0.03, data range 1, "valid" positions
@@ -55,6 +59,15 @@ from explainbench.explainers.base import Explanation, normalize_per_image
 from explainbench.metrics.base import ExplanationMetric, saliency_at
 
 HEAD = "head"
+RANDOMISED_FROM = (
+    "randomised_from"  # attribute of the randomised copy: weakref to the trained model
+)
+
+
+def trained_model(model: nn.Module) -> nn.Module:
+    """The trained model a randomised copy was made from, or ``model`` itself."""
+    ref = getattr(model, RANDOMISED_FROM, None)
+    return ref() if ref is not None and ref() is not None else model
 
 
 # -- the two similarities -------------------------------------------------------------------------
@@ -249,6 +262,9 @@ class _Randomised:
         self.groups = layer_groups(model)
         self.random = random_weights(model, self.groups, seed)
         self.copy = copy.deepcopy(model)
+        # what the copy was made from: an explainer fitted to the trained model (relevant
+        # features' W) checks its fit against that one and keeps it on the randomised weights
+        object.__setattr__(self.copy, RANDOMISED_FROM, weakref.ref(model))
         self._state = self.copy.state_dict()  # tensors sharing the copy's storage
 
     @torch.no_grad()

@@ -323,3 +323,18 @@ def test_attention_net_groups_its_named_stages_and_the_attention_module():
     x, _ = _squares(2, 3)
     metric = _check(model, GradCAM(), x)
     assert set(metric.compute()) >= {"rand_spearman", "rand_spearman@rest"}
+
+
+def test_relevant_features_keep_their_fit_on_the_randomised_copies(trained, tmp_path):
+    """Relevant features' W is fitted on the trained model: the randomised copies pass its fit
+    check as that model (and back-project the same filters through random weights), while a
+    different model is still refused."""
+    from explainbench.explainers.relevant_features import RelevantFeatures
+    from tests.relevant_features.fitting import fit_on_images
+
+    x, _ = _squares(8, 21)
+    explainer = RelevantFeatures(path=str(fit_on_images(trained, x, tmp_path / "rf.pt")))
+    out = _values(_check(trained, explainer, x[:3]))
+    assert -1.0 <= out["rand_spearman"] < 0.9 and "rand_spearman@stage1" in out
+    with pytest.raises(ValueError, match="another checkpoint"):
+        explainer(_tiny(seed=1), x[:1])
