@@ -60,6 +60,7 @@ TINY_TRAIN = [
 ]
 TINY_TEST_IMAGES = 8
 TINY_RISE_MASKS = 50
+TINY_RANDOMISATION_IMAGES = 4
 
 POSTHOC = {
     "gradcam": "Grad-CAM",
@@ -120,7 +121,8 @@ def plan(demo_dir: Path, tiny: bool = False, logger: str = "wandb") -> list[Stag
     masks = TINY_RISE_MASKS if tiny else RISE_MASKS
     metrics = [*METRICS, RANDOMISATION]
     eval_extra = [
-        f"metrics.{RANDOMISATION}.max_images={min(RANDOMISATION_IMAGES, images)}",
+        f"metrics.{RANDOMISATION}.max_images="
+        f"{TINY_RANDOMISATION_IMAGES if tiny else RANDOMISATION_IMAGES}",
         f"data.subset={images}",
         "data.subset_seed=0",
         f"gallery_images={GALLERY_IMAGES}",

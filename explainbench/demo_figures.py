@@ -24,7 +24,10 @@ from .viz import gallery_figure, save_figure
 FAMILIES: list[tuple[str, str]] = [
     ("Average drop / increase in confidence (L-CAM)", r"^(ad|ic)@"),
     ("Deletion / insertion (RISE)", r"^(deletion|insertion)$"),
-    ("Localisation of the part", r"^(iou_auc|iou@0\.5|pointing_game)$"),
+    (
+        "Localisation (IoU: the part; pointing game: the object)",
+        r"^(iou_auc|iou@0\.5|pointing_game)$",
+    ),
     ("Foreground attention rate (EAT)", r"^far$"),
     ("Model-randomisation sanity check", r"^rand_(spearman|ssim|indep_spearman)$"),
     ("Parts (region grouping)", r"^(landmark_error|part_iou|part_iou_bg)$"),

@@ -69,9 +69,9 @@ WHY_EMPTY = [
 # Each paper's claim where the table has both numbers: (paper, row a, row b, column): "a better
 # than b on column" holds or not.
 CLAIMS = [
-    ("L-CAM (Gkartzonikas et al.)", "L-CAM-Img", "Grad-CAM", "ad@15"),
-    ("L-CAM (Gkartzonikas et al.)", "L-CAM-Img", "Grad-CAM", "ic@15"),
-    ("L-CAM (Gkartzonikas et al.)", "L-CAM-Fm", "Grad-CAM", "ad@100"),
+    ("L-CAM (Gkartzonika et al.)", "L-CAM-Img", "Grad-CAM", "ad@15"),
+    ("L-CAM (Gkartzonika et al.)", "L-CAM-Img", "Grad-CAM", "ic@15"),
+    ("L-CAM (Gkartzonika et al.)", "L-CAM-Fm", "Grad-CAM", "ad@100"),
     ("EAT (foreground attention)", "EAT", "Grad-CAM", "far"),
     ("Region grouping (Huang & Li)", "region grouping", "Grad-CAM", "iou_auc"),
     ("Attention networks (Xie et al.)", "attention (sharable, early)", "activation map", "iou_auc"),

@@ -78,8 +78,13 @@ def fake_stages(tmp_path: Path) -> list[Stage]:
     ]
 
 
-def table_rows(report: str) -> dict[str, list[str]]:
+def table_rows(report: str, first_only: bool = False) -> dict[str, list[str]]:
+    """Rows of the report's tables by their first cell (``first_only``: the main table's)."""
     lines = [line for line in report.splitlines() if line.startswith("| ")]
+    if first_only:
+        block = report.split("\n\n")
+        lines = next(b for b in block if b.startswith("| ")).splitlines()
+        lines = [line for line in lines if line.startswith("| ")]
     return {
         line.split(" | ")[0][2:]: [c.strip() for c in line.strip("|").split("|")] for line in lines
     }
@@ -286,8 +291,50 @@ def test_report_figures_sentences_and_combined_gallery(tmp_path):
     report = (tmp_path / "report.md").read_text()
     for figure in ["figures/gallery_all.png", "figures/iou_curves.png",
                    "figures/region_group_parts.png", "figures/average_drop_increase_in_confidence_l_cam.png",
-                   "figures/localisation_of_the_part.png", "figures/parts_region_grouping.png"]:  # fmt: skip
+                   "figures/localisation_iou_the_part_pointing_game_the_object.png", "figures/parts_region_grouping.png"]:  # fmt: skip
         assert f"]({figure})" in report and (tmp_path / figure).is_file(), figure
     assert "- #5 (leaves: blue → centre: red): This flower has centre: red 5" in report
     page = (tmp_path / "report.html").read_text()
     assert page.count("data:image/png;base64,") == report.count("![")
+
+
+def test_demo_driver_two_stages_resume_report_and_wandb(tmp_path):
+    """The driver for real on two stages (--tiny: the classifier, then the post-hoc explainers
+    on 8 test images), with a crash between them: the report's structure, the resume that
+    skips the finished stage, and each stage's offline W&B run (the full chain: the slow
+    test_demo_tiny_end_to_end)."""
+    from tests.test_demo_wandb import check_demo_wandb_runs
+
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "explainbench.demo", "--tiny", "--quiet",
+               "--out-root", str(tmp_path)]  # fmt: skip
+    first = subprocess.run([*command, "--stages", "classifier"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)  # fmt: skip
+    # the other stages were not selected: the demo says so, and its exit code is 0
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    (demo_dir,) = tmp_path.glob("20*")
+    record = (demo_dir / "classifier" / "demo_stage.json").read_text()
+    (demo_dir / "report.md").unlink()  # "crashed" before its report
+    second = subprocess.run([*command, "--resume", "--stages", "classifier,eval_posthoc"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "classifier: finished before (metrics.json), skipped" in second.stdout
+    assert "(2/2) eval_posthoc:" in second.stdout and "eval_posthoc: done in" in second.stdout
+    assert (demo_dir / "classifier" / "demo_stage.json").read_text() == record  # not re-run
+    report = (demo_dir / "report.md").read_text()
+    rows = table_rows(report, first_only=True)
+    header = rows["method"]
+    assert header[:3] == ["method", "model acc ↑", "ad@100 ↓"]
+    for key in ["iou_auc ↑", "pointing_game ↑", "far ↑", "rand_spearman ↓", "ms_per_image ↓"]:
+        assert key in header, key
+    for label in plan(demo_dir, tiny=True)[7].rows.values():  # eval_posthoc's seven explainers
+        cells = rows[label]
+        assert len(cells) == len(header) and all(cells), (label, cells)
+    assert sum(c.startswith("**") for r in rows.values() for c in r) >= len(header) - 2
+    assert "L-CAM-Img (eval_lcam_img: not selected)" in report
+    for figure in ["figures/gallery_all.png", "figures/iou_curves.png"]:
+        assert (demo_dir / figure).is_file() and f"]({figure})" in report
+    assert "| eval_posthoc | done |" in report and "| classifier | skipped |" in report
+    stages = [s for s in plan(demo_dir, tiny=True) if s.name in ("classifier", "eval_posthoc")]
+    check_demo_wandb_runs(demo_dir, stages)
+    assert f"wandb sync {demo_dir}/*/wandb/offline-run-*" in second.stdout
