@@ -165,7 +165,7 @@ def claim_lines(table: Table) -> list[str]:
             lines.append(f"{text}: not tested here (no {key} for {', '.join(missing)})")
             continue
         holds = va > vb if direction else va < vb
-        verdict = "holds" if holds else "does not hold"
+        verdict = "holds" if holds else "does not hold, a tie" if va == vb else "does not hold"
         lines.append(f"{text}: {verdict} ({va:.4g} vs {vb:.4g})")
     return lines
 
@@ -350,9 +350,11 @@ def write_report(demo_dir: Path, stages, status: dict[str, str]) -> list[Path]:
             out.image("part assignment", path)
     if other:
         out.heading("Randomisation check, cascade step by step")
-        rows = [[r] + [fmt(full.values[r][k]) if k in full.values[r] else "" for k in other]
+        rows = [[r] + [fmt(full.values[r][k]) if k in full.values[r] else "—" for k in other]
                 for r in full.rows if any(k in full.values[r] for k in other)]  # fmt: skip
         out.table(["method", *other], rows)
+        out.text("@group: Spearman after the groups down to that one were re-initialised (head "
+                 "first, then the stages top down); —: the model has no such layer group.")  # fmt: skip
     out.heading("Trained models (test accuracy)")
     out.table(["stage", "test/acc"], [[name, fmt(acc)] for name, acc in accuracy.items()])
     out.heading("Missing")

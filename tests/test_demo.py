@@ -338,3 +338,14 @@ def test_demo_driver_two_stages_resume_report_and_wandb(tmp_path):
     stages = [s for s in plan(demo_dir, tiny=True) if s.name in ("classifier", "eval_posthoc")]
     check_demo_wandb_runs(demo_dir, stages)
     assert f"wandb sync {demo_dir}/*/wandb/offline-run-*" in second.stdout
+
+
+def test_claim_lines_holds_does_not_hold_and_ties():
+    from explainbench.demo_report import Table, claim_lines
+
+    values = {"L-CAM-Img": {"ad@15": 13.0, "ic@15": 25.0}, "Grad-CAM": {"ad@15": 19.5, "ic@15": 25.0},
+              "L-CAM-Fm": {"ad@100": 3.0}}  # fmt: skip
+    lines = claim_lines(Table(list(values), ["ad@15", "ic@15", "ad@100"], values, {}))
+    assert "L-CAM-Img's ad@15 lower than Grad-CAM's: holds (13 vs 19.5)" in lines[0]
+    assert lines[1].endswith("ic@15 higher than Grad-CAM's: does not hold, a tie (25 vs 25)")
+    assert lines[2].endswith("not tested here (no ad@100 for Grad-CAM)")
