@@ -159,10 +159,16 @@ def test_an8flower_lcam_on_the_default_classifier(readme, tiny_run, tmp_path):
 
 
 @pytest.mark.readme("python train.py experiment=lcam_vgg16_imagenet")
-def test_lcam_vgg16_imagenet_fast_dev_run_on_the_fixture(readme, tmp_path):
+def test_lcam_vgg16_imagenet_fast_dev_run_on_the_fixture(readme, tmp_path, monkeypatch):
+    from explainbench.backbones.base import Backbone
+
     from .test_data_checkpoints import FIXTURES
 
     torch.set_num_threads(1)
+    # L-CAM refuses a backbone without trained weights; the ImageNet ones (torchvision's) cannot
+    # be downloaded here and a VGG-16 checkpoint is 0.5 GB: the random VGG-16 counts as trained
+    # (the refusal itself: tests/methods/test_lcam.py::test_untrained_backbone_is_refused)
+    monkeypatch.setattr(Backbone, "has_trained_weights", property(lambda self: True))
     cfg = compose_cfg([*readme.overrides(), *FIXTURES["imagenet"](tmp_path / "data"),
                        "debug=fdr", "backbone.weights=null", "method.classifier=null",
                        "data.image_size=32", "data.resize_size=32", "trainer.accelerator=cpu",
