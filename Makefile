@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist processes: the suite is mostly single-threaded subprocess runs (CLI tests), so two
+# workers keep both CI cores busy; PYTEST_WORKERS=0 runs in one process (easier to debug)
+PYTEST_WORKERS ?= 2
 
 .PHONY: install demo train test test-full lint format clean help
 
@@ -32,10 +35,10 @@ train: $(STAMP)
 	$(BIN)/python train.py $(ARGS)
 
 test: $(STAMP)
-	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python -m pytest -m "not slow" -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-full: $(STAMP)
-	WANDB_MODE=$${WANDB_MODE:-offline} EXPLAINBENCH_SLOW=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	WANDB_MODE=$${WANDB_MODE:-offline} EXPLAINBENCH_SLOW=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check explainbench tests scripts train.py evaluate.py
