@@ -34,10 +34,9 @@ def compose_cfg(
     return cfg
 
 
-def run_cli(
-    script: str, args: list[str], tmp_path: Path, timeout: int = 300, env: dict | None = None
-):
-    """``python <script> args`` in the repo root with runs under ``tmp_path``; returns the process."""
+def cli_env(env: dict | None = None) -> dict[str, str]:
+    """The environment of a CLI run in a test: offline and quiet W&B, unbuffered output, one
+    OpenMP thread, Hydra's short errors (what a user sees); ``env`` on top."""
     full_env = {
         **os.environ,
         "WANDB_MODE": "offline",
@@ -47,6 +46,25 @@ def run_cli(
         **(env or {}),
     }
     full_env.pop("HYDRA_FULL_ERROR", None)
+    return full_env
+
+
+def tiny_checkpoint(tmp_path_factory, *extra: str) -> Path:
+    """``last.ckpt`` of a one-epoch classifier on 32 tiny an8flower images (in this process)."""
+    from explainbench.train import run
+
+    out = tmp_path_factory.mktemp("trained")
+    args = ["trainer.max_epochs=1", "callbacks.model_summary=null", "test=false",
+            "data.train_size=32", "data.val_size=16", "data.test_size=16", "data.batch_size=16"]  # fmt: skip
+    run(compose_cfg([*args, *extra], out))
+    return out / "checkpoints" / "last.ckpt"
+
+
+def run_cli(
+    script: str, args: list[str], tmp_path: Path, timeout: int = 300, env: dict | None = None
+):
+    """``python <script> args`` in the repo root with runs under ``tmp_path``; returns the process."""
+    full_env = cli_env(env)
     cmd = [sys.executable, str(ROOT / script), *args, f"paths.log_dir={tmp_path}"]
     return subprocess.run(
         cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout

@@ -14,12 +14,13 @@ pytest, and that no claim is stale.
 from __future__ import annotations
 
 import ast
-import os
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from .helpers import cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -130,15 +131,7 @@ class ReadmeRunner:
             words[0] = sys.executable
         if len(words) > 1 and words[1] in HYDRA_APPS:
             extra = [*extra, f"paths.log_dir={tmp_path}"]
-        full_env = {
-            **os.environ,
-            "WANDB_MODE": "offline",
-            "WANDB_SILENT": "true",
-            "PYTHONUNBUFFERED": "1",
-            "OMP_NUM_THREADS": "1",
-            **(env or {}),
-        }
-        full_env.pop("HYDRA_FULL_ERROR", None)
+        full_env = cli_env(env)
         return subprocess.run(
             [*words, *extra], cwd=cwd or ROOT, env=full_env, capture_output=True, text=True,
             timeout=timeout,

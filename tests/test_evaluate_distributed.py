@@ -12,7 +12,7 @@ import torch
 from explainbench.evaluation.task import ShardSampler
 from explainbench.utils.devices import CLUSTER_ENV, check_devices
 
-from .helpers import compose_cfg, run_cli, run_dirs
+from .helpers import compose_cfg, run_cli, run_dirs, tiny_checkpoint
 
 # 7 of the 16 test images (odd: 4 + 3 on two processes), batches of 3 (so the shards end in
 # batches of different sizes); explainers and metrics cheap enough for seconds per run
@@ -27,24 +27,7 @@ EVAL_ARGS = [
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from explainbench.train import run
-
-    out = tmp_path_factory.mktemp("trained")
-    cfg = compose_cfg(
-        [
-            "trainer.max_epochs=1",
-            "trainer.accelerator=cpu",
-            "callbacks.model_summary=null",
-            "test=false",
-            "data.train_size=32",
-            "data.val_size=16",
-            "data.test_size=16",
-            "data.batch_size=16",
-        ],
-        out,
-    )
-    run(cfg)
-    return out / "checkpoints" / "last.ckpt"
+    return tiny_checkpoint(tmp_path_factory, "trainer.accelerator=cpu")
 
 
 @pytest.fixture(scope="module")

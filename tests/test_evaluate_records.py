@@ -20,7 +20,7 @@ from explainbench.metrics import MaskIoU
 from explainbench.metrics.deletion_insertion import DeletionInsertion
 from explainbench.utils.image import denormalize
 
-from .helpers import compose_cfg, run_cli, run_dirs
+from .helpers import compose_cfg, run_cli, run_dirs, tiny_checkpoint
 
 THRESHOLDS = [0.05 * i for i in range(1, 20)]
 EVAL_ARGS = [
@@ -35,13 +35,7 @@ EVAL_ARGS = [
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from explainbench.train import run
-
-    out = tmp_path_factory.mktemp("trained")
-    args = ["trainer.max_epochs=1", "callbacks.model_summary=null", "test=false",
-            "data.train_size=32", "data.val_size=16", "data.test_size=16", "data.batch_size=16"]  # fmt: skip
-    run(compose_cfg(args, out))
-    return out / "checkpoints" / "last.ckpt"
+    return tiny_checkpoint(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
