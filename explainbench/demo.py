@@ -15,7 +15,8 @@ go into ``<out-root>/<timestamp>/``.
 Resuming (our choice): without ``--resume`` a new timestamped dir is made; ``--resume DIR`` goes on
 in DIR and ``--resume`` alone in the newest dir under ``--out-root`` that has no ``report.md`` yet
 (an unfinished demo). A stage whose ``metrics.json`` exists is finished (train.py and evaluate.py
-write it last) and is skipped; any other stage is run again from the start. A stage that fails
+write it last) and is skipped; any other stage is run again from the start, what its earlier
+attempt left moved to ``<demo dir>/.unfinished/<stage>-<n>``. A stage that fails
 does not stop the demo: the stages that need it are skipped and the report lists them as missing.
 ``--tiny`` shrinks everything (64 training images, one epoch, 8 test images) for the tests;
 ``--stages a,b`` runs only those stages (with ``--resume DIR`` to re-run them in DIR); the report
@@ -226,6 +227,22 @@ def is_finished(stage_dir: Path) -> bool:
     return (stage_dir / METRICS_FILE).is_file()
 
 
+def set_aside(stage_dir: Path, demo_dir: Path) -> Path | None:
+    """Move what an unfinished earlier attempt left in ``stage_dir`` to
+    ``<demo dir>/.unfinished/<stage>-<n>``, so the new attempt starts clean (no stale
+    checkpoint or gallery) and W&B gets one run per stage (``wandb sync <demo>/*/wandb/...``
+    does not match the hidden folder). Returns where it went, or None if there was nothing."""
+    if not stage_dir.is_dir() or not any(stage_dir.iterdir()):
+        return None
+    aside = demo_dir / ".unfinished"
+    aside.mkdir(exist_ok=True)
+    n = 1 + sum(1 for p in aside.glob(f"{stage_dir.name}-*"))
+    target = aside / f"{stage_dir.name}-{n}"
+    stage_dir.rename(target)
+    print(f"[demo] {stage_dir.name}: the unfinished attempt moved to {target}", flush=True)
+    return target
+
+
 def run_stages(
     stages: list[Stage], demo_dir: Path, runner: Runner = subprocess_runner, quiet: bool = False
 ) -> dict[str, str]:
@@ -248,6 +265,7 @@ def run_stages(
             status[stage.name] = f"not run (needs {', '.join(broken)})"
             print(f"[demo] {stage.name}: not run, needs {', '.join(broken)}", flush=True)
             continue
+        set_aside(stage_dir, demo_dir)
         stage_dir.mkdir(parents=True, exist_ok=True)
         command = stage.command(stage_dir)
         print(f"[demo] {counter} {stage.name}: {shlex.join(command)}", flush=True)

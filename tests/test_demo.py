@@ -162,6 +162,9 @@ def test_resume_skips_finished_stages_and_reruns_others(tmp_path):
 
     status = run_stages(stages, tmp_path, runner=runner, quiet=True)
     assert ran == ["b", "d"]
+    # b's crashed attempt was set aside before the new one (its last.ckpt is not reused)
+    assert (tmp_path / ".unfinished" / "b-1" / "last.ckpt").is_file()
+    assert not (tmp_path / "b" / "last.ckpt").exists()
     assert status == {"a": "skipped", "b": "failed (exit code 3)",
                       "c": "not run (needs b)", "d": "done"}  # fmt: skip
     assert json.loads((tmp_path / "b" / "demo_stage.json").read_text())["returncode"] == 3
@@ -169,6 +172,7 @@ def test_resume_skips_finished_stages_and_reruns_others(tmp_path):
     ran.clear()
     run_stages(stages, tmp_path, runner=runner, quiet=True)
     assert ran == ["b"]
+    assert (tmp_path / ".unfinished" / "b-2" / "demo_stage.json").is_file()  # the second attempt
 
 
 def test_fit_stage_marked_finished_by_driver(tmp_path):
