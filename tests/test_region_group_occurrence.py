@@ -3,10 +3,8 @@ panel per part, a clear refusal of checkpoints that are not region grouping."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from functools import partial
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,18 +14,11 @@ from explainbench.backbones import build_backbone
 from explainbench.methods import RegionGroup
 from explainbench.methods.region_group_parts import part_occurrence
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "region_group_occurrence.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("region_group_occurrence", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .helpers import load_script
 
 
 def test_occurrences_use_the_models_own_smoothing_over_every_batch():
-    script = load_script()
+    script = load_script("region_group_occurrence")
     torch.manual_seed(0)
     backbone = build_backbone("small_cnn", num_classes=3, widths=(4, 8, 8))
     model = RegionGroup(backbone, num_parts=3, feature_blocks=1, attention_blocks=1,
@@ -52,7 +43,7 @@ def test_occurrences_use_the_models_own_smoothing_over_every_batch():
 
 
 def test_one_panel_per_part(tmp_path):
-    script = load_script()
+    script = load_script("region_group_occurrence")
     t = torch.rand(50, 3).numpy()
     out = tmp_path / "occurrence.png"
     script.plot(t, 1.0, 1e-3, "title", str(out))
@@ -64,7 +55,7 @@ def test_one_panel_per_part(tmp_path):
 
 
 def test_a_checkpoint_that_is_not_region_grouping_is_refused(tmp_path, monkeypatch):
-    script = load_script()
+    script = load_script("region_group_occurrence")
     monkeypatch.setattr(script, "load_method", lambda path: torch.nn.Linear(1, 1))
     monkeypatch.setattr(sys, "argv", ["x", "--ckpt", "a.ckpt", "--out", str(tmp_path / "o.png")])
     with pytest.raises(SystemExit, match="is a Linear checkpoint, not region grouping"):

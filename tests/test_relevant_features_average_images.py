@@ -3,7 +3,6 @@ crops at each image's maximum response, NaN-aware averages, end to end on a tiny
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -14,19 +13,14 @@ from torch import nn
 
 from explainbench.backbones.base import Backbone
 
+from .helpers import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "relevant_features_average_images.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("relevant_features_average_images", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_relevant_filters_are_the_top_positive_weights():
-    script = load_script()
+    script = load_script("relevant_features_average_images")
     w = torch.tensor([[0.5, -1.0], [0.2, 0.0], [0.9, 0.3], [0.0, 0.0]])
     index = [["a", 0], ["a", 1], ["b", 4], ["b", 5]]
     assert script.relevant_filters(w, index, 2) == {0: [("b", 4), ("a", 0)], 1: [("b", 4)]}
@@ -56,7 +50,7 @@ def test_crops_at_the_maximum_and_nan_aware_average_by_hand():
     the spot at (1, 2). C: spot 0.5 at (6, 1), class 1. Responses: 3 channels × centre 1 ×
     the spot: A 6, B 3, C 1.5. Class 0 keeps A then B (patches=2); their mean: row 0 only A's (0, and 0.2 at (0, 3) from A's pixel (1, 6)), (2, 1) = (2 + 0)/2 = 1,
     (1, 2) = (0 + 1)/2 = 0.5, else 0."""
-    script = load_script()
+    script = load_script("relevant_features_average_images")
     a = spot(3, 4, 2.0)
     a[:, 1, 6] = 0.2  # in A's first crop row, where B's crop is outside the image
     images = torch.stack([a, spot(0, 5, 1.0), spot(6, 1, 0.5)])
@@ -84,7 +78,7 @@ def test_crops_at_the_maximum_and_nan_aware_average_by_hand():
 
 
 def test_features_for_another_class_count_are_refused(tmp_path):
-    script = load_script()
+    script = load_script("relevant_features_average_images")
     path = tmp_path / "features.pt"
     torch.save({"W": torch.zeros(4, 3), "index": [["a", 0]] * 4, "layers": ["a"], "mu": 10.0,
                 "num_classes": 3, "checkpoint": "x.ckpt"}, path)  # fmt: skip

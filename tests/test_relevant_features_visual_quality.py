@@ -3,7 +3,6 @@ maps with and without the stride fix, the share table, and a run on a tiny check
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +14,10 @@ from explainbench.backbones import build_backbone
 from explainbench.data.info import DataInfo
 from explainbench.explainers.receptive_field import stride_periods
 
+from .helpers import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "relevant_features_visual_quality.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("relevant_features_visual_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_layers_maps_and_share_table(tmp_path):
@@ -31,7 +25,7 @@ def test_layers_maps_and_share_table(tmp_path):
     stage ends 6, 13, 20, 27: low = extractor.5, mid (stage 2 of 4) = extractor.12,
     high = extractor.26; strides 2, 4, 8. Below the low layer there is no strided operation, so
     the fix cannot change its maps; above a pool it must."""
-    script = load_script()
+    script = load_script("relevant_features_visual_quality")
     torch.manual_seed(0)
     model = build_backbone("small_cnn", num_classes=3, widths=(8, 8, 8, 8)).eval()
     layers = script.pick_layers(model)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from explainbench.data.an8flower_folder import (
 from explainbench.data.an8flower_render import FlowerRenderer, class_names
 from explainbench.data.folder import split_of
 from explainbench.utils.image import denormalize
+from tests.helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNT = 30
@@ -141,12 +141,7 @@ def test_wrong_class_folders_are_reported(exported):
 
 def test_config_and_export_script(tmp_path, capsys):
     """The CLI writes the layout that conf/data/an8flower_folder.yaml reads from data_dir."""
-    # in-process: a subprocess would spend most of its time importing torch and Lightning
-    spec = importlib.util.spec_from_file_location(
-        "export_an8flower", ROOT / "scripts" / "export_an8flower.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("export_an8flower")
     argv = [
         "--out",
         str(tmp_path / "an8flower"),
