@@ -36,6 +36,7 @@ from .metrics.part_iou import PartIoU
 from .metrics.pass_count import PassCount
 from .metrics.pointing_game import PointingGame
 from .metrics.sentence import SentenceAccuracy
+from .utils.markdown import markdown_table
 
 # Which direction is better, per column key. A metric class with one direction for all its keys
 # gives its ``higher_is_better``; AD/IC and deletion/insertion mix both (their classes leave it
@@ -208,11 +209,6 @@ def main_table(table: Table, accuracy: dict[str, float]) -> tuple[list[str], lis
     return header, body, footnotes
 
 
-def markdown(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def stage_records(demo_dir: Path, stages, status: dict[str, str]) -> list[list[str]]:
     rows = []
     for stage in stages:
@@ -257,7 +253,7 @@ class Sections:
         self.html.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>")
 
     def table(self, header: list[str], rows: list[list[str]]) -> None:
-        self.md += markdown(header, rows) + [""]
+        self.md += markdown_table(header, rows) + [""]
         self.html.append(html_table(header, rows))
 
     def image(self, title: str, path: Path) -> None:
