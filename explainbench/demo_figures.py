@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .evaluation.gallery import class_name
 from .viz import gallery_figure, save_figure
 
 # Metric families, one bar chart each: (title, key pattern). A key belongs to the first family
@@ -124,7 +125,7 @@ def combined_panels(galleries: list[tuple[dict, dict[str, str]]], mask_key: str 
                 maps[label] = take(g, g["explainer_maps"][explainer])
     names = first.get("class_names")
     labels = take(first, first["label"]).tolist()
-    captions = [f"#{i}\n{names[y] if names else y}" for i, y in zip(order, labels, strict=True)]
+    captions = [f"#{i}\n{class_name(y, names)}" for i, y in zip(order, labels, strict=True)]
     masks = first.get("masks", {})
     outline = take(first, masks[mask_key]) if mask_key in masks else None
     return take(first, first["image"]), maps, captions, outline
@@ -143,12 +144,8 @@ def sentences(gallery: dict | None) -> list[str]:
     if gallery is None:
         return []
     names = gallery.get("class_names")
-
-    def name(i: int) -> str:
-        return names[i] if names else str(i)
-
     return [
-        f"#{i} ({name(y)} → {name(p)}): {text}"
+        f"#{i} ({class_name(y, names)} → {class_name(p, names)}): {text}"
         for i, y, p, text in zip(
             gallery["index"].tolist(),
             gallery["label"].tolist(),

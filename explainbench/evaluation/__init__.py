@@ -6,6 +6,6 @@ The evaluator is pure torch: evaluate.py drives it through the thin LightningMod
 """
 
 from .evaluator import ExplanationEvaluator, copy_for_autograd
-from .gallery import gallery_panels, render_gallery
+from .gallery import gallery_records, render_gallery
 
-__all__ = ["ExplanationEvaluator", "copy_for_autograd", "gallery_panels", "render_gallery"]
+__all__ = ["ExplanationEvaluator", "copy_for_autograd", "gallery_records", "render_gallery"]

@@ -6,7 +6,7 @@ Drawn by the HeatmapGallery callback during training and by evaluate.py (``galle
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,11 @@ from ..viz import gallery_figure
 from .evaluator import copy_for_autograd
 
 
+def class_name(index: int, class_names: Sequence[str] | None) -> str:
+    """Class ``index`` by its name, or its number when the data names none."""
+    return str(class_names[index]) if class_names else str(index)
+
+
 def render_gallery(
     model: torch.nn.Module,
     batch: Mapping[str, Tensor],
@@ -27,22 +32,9 @@ def render_gallery(
     class_names: list[str] | None = None,
 ):
     """Explain ``batch`` with each explainer and lay the overlays out in one figure (rows =
-    images, columns = the image and the :func:`gallery_panels` maps)."""
-    return gallery_figure(*gallery_panels(model, batch, explainers, mean, std, class_names))
-
-
-def gallery_panels(
-    model: torch.nn.Module,
-    batch: Mapping[str, Tensor],
-    explainers: Mapping[str, Any],
-    mean,
-    std,
-    class_names: list[str] | None = None,
-) -> tuple[Tensor, dict[str, Tensor], list[str]]:
-    """What a gallery shows: the ``[N,3,H,W]`` pixels in ``[0, 1]``, the named ``[N,1,H,W]``
-    maps (one column each) and one caption per image (see :func:`gallery_records`)."""
+    images, columns = the image and the :func:`gallery_records` maps)."""
     records = gallery_records(model, batch, explainers, mean, std, class_names)
-    return records.pixels, records.maps, records.captions
+    return gallery_figure(records.pixels, records.maps, records.captions)
 
 
 @dataclass
@@ -113,13 +105,16 @@ def gallery_records(
             pred = model(x).argmax(1).cpu()
     label = batch["label"].cpu()
 
-    def name(i: int) -> str:
-        return class_names[i] if class_names else str(i)
-
     if label.ndim > 1:  # multi-label (CelebA's 40 attributes): is the explained top label present?
-        captions = [f"p={name(int(p))}\ny={int(t[p])}" for t, p in zip(label, pred, strict=True)]
+        captions = [
+            f"p={class_name(int(p), class_names)}\ny={int(t[p])}"
+            for t, p in zip(label, pred, strict=True)
+        ]
     else:
-        captions = [f"y={name(int(t))}\np={name(int(p))}" for t, p in zip(label, pred, strict=True)]
+        captions = [
+            f"y={class_name(int(t), class_names)}\np={class_name(int(p), class_names)}"
+            for t, p in zip(label, pred, strict=True)
+        ]
     for extra in explainer_texts:
         texts = [f"{t} {e}".strip() for t, e in zip(texts or [""] * len(extra), extra, strict=True)]
     if texts:  # wrapped narrow enough to sit beside one image row

@@ -12,7 +12,7 @@ from typing import Any
 from torch import Tensor
 
 from ..metrics.iou import MaskIoU
-from .gallery import GalleryRecords
+from .gallery import GalleryRecords, class_name
 
 # the ground-truth masks a gallery record keeps, when the data has them
 MASK_KEYS = ("part_mask", "mask")
@@ -21,13 +21,9 @@ MASK_KEYS = ("part_mask", "mask")
 def label_name(label: Tensor, pred: int, class_names: Sequence[str] | None) -> str:
     """A label as words: its class name; for multi-label data (``label`` a row of 0/1), whether
     the predicted class's label is present (``smiling=1``)."""
-
-    def name(i: int) -> str:
-        return class_names[i] if class_names else str(i)
-
     if label.ndim > 0:
-        return f"{name(pred)}={int(label[pred])}"
-    return name(int(label))
+        return f"{class_name(pred, class_names)}={int(label[pred])}"
+    return class_name(int(label), class_names)
 
 
 def per_image_iou(

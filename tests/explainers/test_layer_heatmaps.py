@@ -9,7 +9,7 @@ from torch import nn
 
 from explainbench.backbones.base import Backbone
 from explainbench.backbones.registry import BACKBONES, build_backbone
-from explainbench.evaluation import gallery_panels
+from explainbench.evaluation import gallery_records
 from explainbench.explainers.activation import ActivationMap
 from explainbench.explainers.layer_heatmaps import LayerHeatmaps, default_layers
 
@@ -216,7 +216,7 @@ def test_gallery_shows_the_three_maps_as_columns(images):
     model = hand_backbone()
     batch = {"image": images, "label": torch.tensor([0, 1])}
     explainers = {"activation": ActivationMap(), "layer_heatmaps": LayerHeatmaps()}
-    pixels, maps, captions = gallery_panels(model, batch, explainers, [0.0] * 3, [1.0] * 3)
+    maps = gallery_records(model, batch, explainers, [0.0] * 3, [1.0] * 3).maps
     assert list(maps) == [
         "activation",
         "low\nextractor.1",
@@ -226,7 +226,7 @@ def test_gallery_shows_the_three_maps_as_columns(images):
     torch.testing.assert_close(maps["middle\nextractor.4"], expected_maps(images)["middle"])
     # a second explainer with the same column titles gets its name in front
     explainers["again"] = LayerHeatmaps(reduction="max")
-    _, maps, _ = gallery_panels(model, batch, explainers, [0.0] * 3, [1.0] * 3)
+    maps = gallery_records(model, batch, explainers, [0.0] * 3, [1.0] * 3).maps
     assert list(maps)[-3:] == [
         "again/low\nextractor.1",
         "again/middle\nextractor.4",
