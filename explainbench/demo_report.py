@@ -334,16 +334,14 @@ def write_report(demo_dir: Path, stages, status: dict[str, str]) -> list[Path]:
     if gallery is not None:
         out.heading("Every method on the same images (the ground-truth part outlined)")
         out.image("gallery", gallery)
-    eat = [s for s in evals if s.name == "eval_eat"]
-    if eat and sentences(galleries[eat[0].name]):
+    eat_sentences = sentences(galleries.get("eval_eat"))
+    if eat_sentences:
         out.heading("EAT's textual explanations")
-        out.items(sentences(galleries[eat[0].name]))
-    parts = [s for s in evals if s.name == "eval_region_group"]
-    if parts:
-        path = method_maps(galleries[parts[0].name], figures / "region_group_parts.png")
-        if path is not None:
-            out.heading("Region grouping: the part maps")
-            out.image("part assignment", path)
+        out.items(eat_sentences)
+    parts = method_maps(galleries.get("eval_region_group"), figures / "region_group_parts.png")
+    if parts is not None:
+        out.heading("Region grouping: the part maps")
+        out.image("part assignment", parts)
     if other:
         out.heading("Randomisation check, cascade step by step")
         rows = [[r] + [fmt(full.values[r][k]) if k in full.values[r] else "—" for k in other]
